@@ -1,0 +1,82 @@
+// Configuration from the environment, with production defaults. A variable that is set wins
+// over every default, including the local stack's. Documented in README.md and .env.example.
+
+import { PRODUCTION_HOUR_MS } from '../domain/time';
+
+export interface TimeConfig {
+  /** Length of one "hour" in ms (REMIT_HOUR_SECONDS x 1000). Scales every window below. */
+  hourMs: number;
+  /** Grace after the end of a remittance hour before its window closes, in hours. */
+  graceHours: number;
+  /** AWS rejects records older than this many hours. */
+  awsAcceptanceHours: number;
+  /** Azure rejects events older than this many hours. */
+  azureAcceptanceHours: number;
+}
+
+export interface RemitConfig {
+  databaseUrl: string | undefined;
+  temporalAddress: string;
+  temporalNamespace: string;
+  taskQueue: string;
+  apiPort: number;
+  apiHost: string;
+  ingestToken: string | undefined;
+  operatorToken: string | undefined;
+  awsMeteringEndpoint: string | undefined;
+  awsRegion: string;
+  azureMeteringEndpoint: string | undefined;
+  azureAuthorityHost: string | undefined;
+  azureTenantId: string;
+  azureClientId: string;
+  azureClientSecret: string | undefined;
+  /** PEM file of a CA to trust for the Entra/Azure emulators (local stack only). */
+  extraCaCertFile: string | undefined;
+  catalogPath: string | undefined;
+  logLevel: string;
+  time: TimeConfig;
+}
+
+function num(env: NodeJS.ProcessEnv, name: string, def: number, opts: { min?: number; integer?: boolean } = {}): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) || (opts.min !== undefined && v < opts.min)) {
+    throw new Error(`${name} must be a${opts.integer ? 'n integer' : ' number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+export function timeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TimeConfig {
+  const hourSeconds = num(env, 'REMIT_HOUR_SECONDS', PRODUCTION_HOUR_MS / 1000, { min: 1 });
+  return {
+    hourMs: Math.round(hourSeconds * 1000),
+    graceHours: num(env, 'REMIT_GRACE_HOURS', 1 / 6, { min: 0 }),
+    awsAcceptanceHours: num(env, 'REMIT_AWS_ACCEPTANCE_HOURS', 6, { min: 1 }),
+    azureAcceptanceHours: num(env, 'REMIT_AZURE_ACCEPTANCE_HOURS', 24, { min: 1 }),
+  };
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    temporalAddress: env.TEMPORAL_ADDRESS || 'localhost:7233',
+    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    taskQueue: env.REMIT_TASK_QUEUE || 'remittance-v1',
+    apiPort: num(env, 'REMIT_API_PORT', 8080, { min: 0, integer: true }),
+    apiHost: env.REMIT_API_HOST || '127.0.0.1',
+    ingestToken: env.REMIT_INGEST_TOKEN || undefined,
+    operatorToken: env.REMIT_OPERATOR_TOKEN || undefined,
+    awsMeteringEndpoint: env.AWS_METERING_ENDPOINT || undefined,
+    awsRegion: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    azureMeteringEndpoint: env.AZURE_METERING_ENDPOINT || undefined,
+    azureAuthorityHost: env.AZURE_AUTHORITY_HOST || undefined,
+    azureTenantId: env.AZURE_TENANT_ID || 'remit-tenant',
+    azureClientId: env.AZURE_CLIENT_ID || 'remit-client',
+    azureClientSecret: env.AZURE_CLIENT_SECRET || undefined,
+    extraCaCertFile: env.REMIT_EXTRA_CA_CERT_FILE || undefined,
+    catalogPath: env.REMIT_CATALOG_PATH || undefined,
+    logLevel: env.LOG_LEVEL || 'info',
+    time: timeConfigFromEnv(env),
+  };
+}

@@ -1,0 +1,44 @@
+// The remittance key: what one hourly workflow (and one marketplace record per hour) is about.
+
+export const MARKETPLACES = ['aws', 'azure'] as const;
+export type Marketplace = (typeof MARKETPLACES)[number];
+
+export function isMarketplace(v: unknown): v is Marketplace {
+  return typeof v === 'string' && (MARKETPLACES as readonly string[]).includes(v);
+}
+
+export interface RemittanceKey {
+  billingProvider: Marketplace;
+  billingAccountId: string;
+  orgId: string;
+  productTag: string;
+  /** Canonical metric id from the catalog (e.g. `Cores`). */
+  metric: string;
+  sla: string;
+  usage: string;
+}
+
+export const KEY_FIELDS = ['billingProvider', 'billingAccountId', 'orgId', 'productTag', 'metric', 'sla', 'usage'] as const;
+
+/** Stable string form of a key, used for advisory locks, maps and the database. */
+export function keyString(k: RemittanceKey): string {
+  return KEY_FIELDS.map((f) => encodeURIComponent(k[f])).join('|');
+}
+
+export function parseKeyString(s: string): RemittanceKey {
+  const parts = s.split('|').map(decodeURIComponent);
+  if (parts.length !== KEY_FIELDS.length) throw new Error(`not a remittance key: ${s}`);
+  const [billingProvider, billingAccountId, orgId, productTag, metric, sla, usage] = parts as [string, string, string, string, string, string, string];
+  if (!isMarketplace(billingProvider)) throw new Error(`unknown marketplace in key: ${billingProvider}`);
+  return { billingProvider, billingAccountId, orgId, productTag, metric, sla, usage };
+}
+
+/**
+ * Workflow id of the remittance of `key` for the remittance hour starting at `hourMs`.
+ * Readable by a person and computable by the API from the key alone, e.g.
+ * `remittance/aws/acct-1/org-1/rosa/Cores/Premium/Production/2026-11-25T10:00:00Z`.
+ */
+export function remittanceWorkflowId(k: RemittanceKey, hourMs: number): string {
+  const hour = new Date(hourMs).toISOString().replace('.000Z', 'Z');
+  return ['remittance', ...KEY_FIELDS.map((f) => k[f].replace(/\//g, '%2F')), hour].join('/');
+}

@@ -1,0 +1,94 @@
+// Fault injection shared by the marketplace emulators (admin API `POST /_emulator/faults`).
+
+export const FAULT_KINDS = ['throttle', 'server-error', 'timeout', 'lost-response', 'not-subscribed', 'unprocessed', 'expired'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface FaultSpec {
+  kind: FaultKind;
+  /** How many matching requests (AWS: calls, Azure: events/calls) the fault hits; default 1. */
+  count?: number;
+  /** Alternatively, how long the fault lasts from now. */
+  durationMs?: number;
+  /** Only requests/records of this customer (AWS account id or Azure resource id) and/or dimension. */
+  match?: { customer?: string; dimension?: string };
+}
+
+export function parseFaultSpec(body: unknown): FaultSpec {
+  if (!body || typeof body !== 'object') throw new Error('fault must be an object');
+  const b = body as Record<string, unknown>;
+  if (typeof b.kind !== 'string' || !(FAULT_KINDS as readonly string[]).includes(b.kind)) {
+    throw new Error(`kind must be one of ${FAULT_KINDS.join(', ')}`);
+  }
+  const spec: FaultSpec = { kind: b.kind as FaultKind };
+  for (const f of ['count', 'durationMs'] as const) {
+    if (b[f] !== undefined) {
+      const v = b[f];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${f} must be a positive integer`);
+      spec[f] = v;
+    }
+  }
+  if (b.match !== undefined) {
+    if (!b.match || typeof b.match !== 'object') throw new Error('match must be an object');
+    const m = b.match as Record<string, unknown>;
+    spec.match = {};
+    for (const f of ['customer', 'dimension'] as const) {
+      if (m[f] !== undefined) {
+        if (typeof m[f] !== 'string') throw new Error(`match.${f} must be a string`);
+        spec.match[f] = m[f];
+      }
+    }
+  }
+  return spec;
+}
+
+interface ActiveFault { spec: FaultSpec; remaining: number; until: number | undefined }
+
+/**
+ * Queued faults. A fault with `durationMs` hits every matching request until it runs out;
+ * otherwise it hits `count` (default 1) matching requests. Faults are taken in the order queued.
+ */
+export class FaultQueue {
+  private faults: ActiveFault[] = [];
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  add(spec: FaultSpec): void {
+    this.faults.push({
+      spec,
+      remaining: spec.durationMs !== undefined ? Infinity : (spec.count ?? 1),
+      until: spec.durationMs !== undefined ? this.now() + spec.durationMs : undefined,
+    });
+  }
+
+  clear(): void {
+    this.faults = [];
+  }
+
+  list(): FaultSpec[] {
+    this.expire();
+    return this.faults.map((f) => f.spec);
+  }
+
+  /**
+   * Take the first fault whose kind is in `kinds` (all kinds when omitted) and that matches
+   * the request's customer and dimension; consumes one use of it.
+   */
+  take(target: { customer?: string; dimension?: string }, kinds?: readonly FaultKind[]): FaultKind | undefined {
+    this.expire();
+    for (const f of this.faults) {
+      if (kinds && !kinds.includes(f.spec.kind)) continue;
+      const m = f.spec.match;
+      if (m?.customer !== undefined && m.customer !== target.customer) continue;
+      if (m?.dimension !== undefined && m.dimension !== target.dimension) continue;
+      f.remaining -= 1;
+      this.expire();
+      return f.spec.kind;
+    }
+    return undefined;
+  }
+
+  private expire(): void {
+    const now = this.now();
+    this.faults = this.faults.filter((f) => f.remaining > 0 && (f.until === undefined || now < f.until));
+  }
+}
