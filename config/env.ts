@@ -14,6 +14,18 @@ export interface TimeConfig {
   azureAcceptanceHours: number;
 }
 
+/** The time settings the ledger and the workflows work with. */
+export interface TimeSettings {
+  hourMs: number;
+  graceHours: number;
+  /** Per marketplace: records older than this many hours are rejected. */
+  acceptanceHours: Record<string, number>;
+}
+
+export function timeSettings(t: TimeConfig): TimeSettings {
+  return { hourMs: t.hourMs, graceHours: t.graceHours, acceptanceHours: { aws: t.awsAcceptanceHours, azure: t.azureAcceptanceHours } };
+}
+
 export interface RemitConfig {
   databaseUrl: string | undefined;
   temporalAddress: string;

@@ -1,0 +1,162 @@
+// Activities: the only place remittance work touches the database and the marketplaces.
+// Dependencies come in through the factory; the worker wires them.
+//
+// How errors cross the activity/workflow line:
+// - a marketplace answer that is final (accepted, rejected, expired) is *returned*, never thrown;
+// - a retryable answer is thrown as a retryable ApplicationFailure (type = error code) with
+//   `nextRetryDelay` from the marketplace's retry-after, so Temporal retries it with backoff
+//   until the record's acceptance deadline (the activity's schedule-to-close timeout);
+// - database and network errors are thrown as they are: retried.
+
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Database } from '../db/client';
+import {
+  computeRemittance,
+  getRemittance,
+  markOutcome,
+  markSending,
+  recordAttemptError,
+  recordAudit,
+  voidRemittances,
+  withTransaction,
+  findOwingKeys,
+  type RemittanceRow,
+  type TimeSettings,
+} from '../db/ledger';
+import type { Catalog } from '../domain/catalog';
+import { keyString, type RemittanceKey } from '../domain/key';
+import type { Logger } from '../lib/log';
+import type { MarketplaceGateway } from '../marketplaces';
+import type { SendOutcome, UsageRecord } from '../marketplaces/types';
+import type { RemittanceStatus } from '../workflows/definitions';
+
+export interface ActivityDeps {
+  database: Database;
+  catalog: Catalog;
+  time: TimeSettings;
+  marketplaces: MarketplaceGateway;
+  log: Logger;
+  /** Starts the current hour's remittance of a key (idempotent); used by the hourly sweep. */
+  startRemittance?: (key: RemittanceKey, hourMs: number) => Promise<void>;
+  now?: () => number;
+}
+
+export interface SendResult {
+  status: RemittanceStatus;
+  receiptId?: string | null;
+  errorCode?: string | null;
+  reason?: string | null;
+  attempts: number;
+}
+
+function toResult(row: RemittanceRow): SendResult {
+  return { status: row.status, receiptId: row.receiptId, errorCode: row.errorCode, reason: row.reason, attempts: row.attempts };
+}
+
+export function toUsageRecord(row: RemittanceRow): UsageRecord {
+  if (!row.customer || !row.dimension) throw ApplicationFailure.nonRetryable(`remittance ${row.id} has no marketplace customer or dimension`, 'NonRetryable');
+  return { recordId: row.id, customer: row.customer, dimension: row.dimension, quantity: row.bill, timestampMs: new Date(row.remittanceHour).getTime() };
+}
+
+export function createActivities(deps: ActivityDeps) {
+  const now = deps.now ?? Date.now;
+  const { database } = deps;
+
+  async function settle(row: RemittanceRow, outcome: SendOutcome): Promise<SendResult | undefined> {
+    switch (outcome.kind) {
+      case 'accepted':
+        return toResult((await markOutcome(database, row.id, { status: 'Succeeded', receiptId: outcome.receiptId }))!);
+      case 'terminal': {
+        const status = outcome.code === 'marketplace_window_expired' ? 'Expired' : 'Failed';
+        return toResult((await markOutcome(database, row.id, { status, errorCode: outcome.code, reason: outcome.reason }))!);
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  return {
+    async computeRemittance(a: { key: RemittanceKey; remittanceHourMs: number; mode: 'initial' | 'retry'; workflowId: string }) {
+      const out = await computeRemittance(database, { ...a, catalog: deps.catalog, time: deps.time, nowMs: now() });
+      deps.log.info({ key: a.key, hour: new Date(a.remittanceHourMs).toISOString(), workflowId: a.workflowId, status: out.status, bill: out.bill }, 'remittance computed');
+      return out;
+    },
+
+    /**
+     * Send one remittance's record. The intent (Sending, attempts + 1) is committed first; an
+     * attempt that finds the record already in flight (a crash or lost answer before) asks the
+     * marketplace what it recorded instead of sending blind.
+     */
+    async sendRemittance(a: { remittanceId: string }): Promise<SendResult> {
+      const marked = await markSending(database, a.remittanceId);
+      if (!marked) throw ApplicationFailure.nonRetryable(`remittance ${a.remittanceId} does not exist`, 'NonRetryable');
+      const { row, wasInFlight } = marked;
+      if (row.status !== 'Sending') return toResult(row);
+      const record = toUsageRecord(row);
+      const log = deps.log.child({ remittanceId: row.id, workflowId: row.workflowId, attempt: row.attempts });
+      let outcome = wasInFlight ? await deps.marketplaces.resolve(record) : await deps.marketplaces.submit(record);
+      if (outcome.kind === 'ambiguous') {
+        log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
+        outcome = await deps.marketplaces.resolve(record);
+      }
+      const settled = await settle(row, outcome);
+      if (settled) {
+        log.info({ status: settled.status, errorCode: settled.errorCode }, 'remittance sent');
+        return settled;
+      }
+      const message = outcome.kind === 'retryable' ? `${outcome.code}: ${outcome.reason}` : `ambiguous: ${outcome.kind === 'ambiguous' ? outcome.reason : ''}`;
+      await recordAttemptError(database, row.id, message);
+      log.warn({ outcome }, 'marketplace send will be retried');
+      throw ApplicationFailure.create({
+        message,
+        type: outcome.kind === 'retryable' ? outcome.code : 'ambiguous',
+        nextRetryDelay: outcome.kind === 'retryable' && outcome.retryAfterMs ? outcome.retryAfterMs : undefined,
+      });
+    },
+
+    async markExpired(a: { remittanceId: string; reason: string }): Promise<SendResult> {
+      const row = await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason: a.reason });
+      return toResult(row!);
+    },
+
+    async markFailed(a: { remittanceId: string; errorCode: string; reason: string }): Promise<SendResult> {
+      const row = await markOutcome(database, a.remittanceId, { status: 'Failed', errorCode: a.errorCode, reason: a.reason });
+      return toResult(row!);
+    },
+
+    async voidRemittance(a: { remittanceId: string; reason: string }): Promise<void> {
+      await withTransaction(database, (c) => voidRemittances(c, [a.remittanceId], a.reason));
+    },
+
+    async recordAudit(e: { actor: string; action: string; request: unknown; result?: unknown }): Promise<void> {
+      await recordAudit(database.pool, e);
+    },
+
+    async getRemittance(a: { remittanceId: string }) {
+      return getRemittance(database, a.remittanceId);
+    },
+
+    /** The hourly sweep: start the current hour's remittance of every key that still owes. */
+    async startOwingRemittances(a: { atMs: number }): Promise<{ started: number }> {
+      if (!deps.startRemittance) throw new Error('startOwingRemittances needs a Temporal client');
+      const hour = Math.floor(a.atMs / deps.time.hourMs) * deps.time.hourMs;
+      let started = 0;
+      let after = '';
+      for (;;) {
+        const keys = await findOwingKeys(database, 500, after);
+        if (keys.length === 0) break;
+        for (const key of keys) {
+          await deps.startRemittance(key, hour);
+          started += 1;
+        }
+        Context.current().heartbeat(started);
+        const last = keys[keys.length - 1]!;
+        after = keyString(last);
+      }
+      deps.log.info({ hour: new Date(hour).toISOString(), started }, 'sweep started remittances for owing keys');
+      return { started };
+    },
+  };
+}
+
+export type RemittanceActivities = ReturnType<typeof createActivities>;

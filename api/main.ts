@@ -1,0 +1,44 @@
+// `node --import tsx api/main.ts`: the HTTP API process. Applies migrations at start-up.
+
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig, timeSettings } from '../config/env';
+import { openDatabase } from '../db/client';
+import { migrate } from '../db/migrate';
+import { loadCatalog } from '../domain/catalog';
+import { createLogger } from '../lib/log';
+import { buildApi } from './app';
+
+async function main() {
+  const cfg = loadConfig();
+  const log = createLogger('api', cfg.logLevel);
+  if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required for the API (the local stack sets it)');
+  if (!cfg.ingestToken || !cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN are required');
+  if (cfg.ingestToken === cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN must differ');
+  await migrate(cfg.databaseUrl);
+  const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-api', max: 20 });
+  const connection = await Connection.connect({ address: cfg.temporalAddress });
+  const client = new Client({ connection, namespace: cfg.temporalNamespace });
+  const app = await buildApi({
+    database,
+    catalog: loadCatalog(cfg.catalogPath),
+    time: timeSettings(cfg.time),
+    temporal: { client, taskQueue: cfg.taskQueue },
+    tokens: { ingest: cfg.ingestToken, operator: cfg.operatorToken },
+    log,
+  });
+  const address = await app.listen({ port: cfg.apiPort, host: cfg.apiHost });
+  log.info({ address }, 'API listening');
+  const stop = async () => {
+    await app.close();
+    await connection.close();
+    await database.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

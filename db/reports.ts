@@ -1,0 +1,112 @@
+// "What did we remit and what not, and why": remittance listings and summaries.
+
+import type { Database } from './client';
+import { ROW_COLUMNS, type RemittanceRow } from './ledger';
+
+export interface RemittanceFilter {
+  orgId?: string;
+  orgIds?: string[];
+  billingAccountId?: string;
+  billingAccountIds?: string[];
+  billingProvider?: string;
+  productTag?: string;
+  metric?: string;
+  status?: string[];
+  /** Remittance hours in [from, to). */
+  from?: Date;
+  to?: Date;
+}
+
+export const GROUP_BY = ['billingProvider', 'billingAccountId', 'orgId', 'productTag', 'metric', 'status', 'period'] as const;
+export type GroupBy = (typeof GROUP_BY)[number];
+const GROUP_COLUMN: Record<GroupBy, string> = {
+  billingProvider: 'r.billing_provider', billingAccountId: 'r.billing_account_id', orgId: 'r.org_id', productTag: 'r.product_tag',
+  metric: 'r.metric', status: 'r.status', period: 'p.period',
+};
+
+function where(f: RemittanceFilter, params: unknown[]): string {
+  const clauses: string[] = [];
+  const add = (sql: string, v: unknown) => {
+    params.push(v);
+    clauses.push(sql.replace('?', `$${params.length}`));
+  };
+  if (f.orgId) add('r.org_id = ?', f.orgId);
+  if (f.orgIds) add('r.org_id = ANY(?)', f.orgIds);
+  if (f.billingAccountId) add('r.billing_account_id = ?', f.billingAccountId);
+  if (f.billingAccountIds) add('r.billing_account_id = ANY(?)', f.billingAccountIds);
+  if (f.billingProvider) add('r.billing_provider = ?', f.billingProvider);
+  if (f.productTag) add('r.product_tag = ?', f.productTag);
+  if (f.metric) add('r.metric = ?', f.metric);
+  if (f.status?.length) add('r.status = ANY(?)', f.status);
+  if (f.from) add('r.remittance_hour >= ?', f.from);
+  if (f.to) add('r.remittance_hour < ?', f.to);
+  return clauses.length ? clauses.join(' AND ') : 'TRUE';
+}
+
+export interface RemittanceItem extends RemittanceRow {
+  /** For a failed / expired / voided / waiting amount: the later remittance that billed it. */
+  rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
+}
+
+/** Paginated, newest hour first. The cursor is opaque: `<hour ms>.<id>` of the last item. */
+export async function listRemittances(database: Database, f: RemittanceFilter, page: { cursor?: string; limit: number }) {
+  const params: unknown[] = [];
+  let cond = where(f, params);
+  if (page.cursor) {
+    const [ms, id] = decodeCursor(page.cursor);
+    params.push(new Date(ms), id);
+    cond += ` AND (r.remittance_hour, r.id) < ($${params.length - 1}, $${params.length})`;
+  }
+  params.push(page.limit + 1);
+  const r = await database.pool.query<RemittanceItem>(
+    `SELECT ${ROW_COLUMNS},
+       COALESCE((SELECT json_agg(json_build_object('period', p.period, 'bill', p.bill, 'claim', p.claim, 'mtd', p.mtd, 'coverage', p.coverage, 'gratis', p.gratis) ORDER BY p.period)
+                 FROM remittance_parts p WHERE p.remittance_id = r.id), '[]') AS periods,
+       CASE WHEN r.status IN ('Failed','Expired','Voided','WaitingForContract') THEN
+         (SELECT json_build_object('remittanceId', l.id, 'remittanceHour', l.remittance_hour, 'status', l.status)
+          FROM remittances l WHERE l.key = r.key AND l.remittance_hour > r.remittance_hour AND l.bill > 0
+            AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
+       END AS "rebilledBy"
+     FROM remittances r WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,
+    params,
+  );
+  const items = r.rows.slice(0, page.limit);
+  const last = items[items.length - 1];
+  return { items, nextCursor: r.rows.length > page.limit && last ? encodeCursor(new Date(last.remittanceHour).getTime(), last.id) : null };
+}
+
+export async function summarize(database: Database, f: RemittanceFilter, groupBy: GroupBy[]) {
+  const params: unknown[] = [];
+  const cond = where(f, params);
+  const groups = groupBy.map((g) => `${GROUP_COLUMN[g]} AS "${g}"`);
+  const byPeriod = groupBy.includes('period');
+  const r = await database.pool.query(
+    `SELECT ${[...groups, 'r.status AS "statusKey"'].join(', ')}, COUNT(DISTINCT r.id)::int AS remittances,
+            COALESCE(SUM(${byPeriod ? 'p.bill' : 'r.bill'}), 0)::bigint AS quantity,
+            COALESCE(SUM(${byPeriod ? 'p.claim' : 'r.claim'}), 0)::text AS claim
+     FROM remittances r ${byPeriod ? 'JOIN remittance_parts p ON p.remittance_id = r.id' : ''}
+     WHERE ${cond} GROUP BY ${[...groupBy.map((g) => GROUP_COLUMN[g]), 'r.status'].join(', ')}
+     ORDER BY ${[...groupBy.map((g) => GROUP_COLUMN[g]), 'r.status'].join(', ')}`,
+    params,
+  );
+  const t = await database.pool.query<{ status: string; remittances: number; quantity: string; claim: string }>(
+    `SELECT r.status, COUNT(*)::int AS remittances, COALESCE(SUM(r.bill), 0)::text AS quantity, COALESCE(SUM(r.claim), 0)::text AS claim
+     FROM remittances r WHERE ${cond} GROUP BY r.status ORDER BY r.status`,
+    params,
+  );
+  const totals = Object.fromEntries(t.rows.map((x) => [x.status, { remittances: x.remittances, quantity: Number(x.quantity), claim: x.claim }]));
+  const rows = r.rows.map(({ statusKey, ...rest }) => ({ ...rest, status: statusKey, quantity: Number(rest.quantity) }));
+  return { totals, groups: groupBy.length ? rows : [] };
+}
+
+function encodeCursor(ms: number, id: string): string {
+  return Buffer.from(`${ms}.${id}`).toString('base64url');
+}
+
+function decodeCursor(c: string): [number, string] {
+  const s = Buffer.from(c, 'base64url').toString();
+  const dot = s.indexOf('.');
+  const ms = Number(s.slice(0, dot));
+  if (dot < 0 || !Number.isFinite(ms)) throw new Error('invalid cursor');
+  return [ms, s.slice(dot + 1)];
+}

@@ -1,0 +1,221 @@
+// `npm start`: the whole product on one machine, on embedded defaults.
+//   Temporal dev server (with Web UI) -> database (embedded PGlite unless DATABASE_URL) ->
+//   marketplace emulators (unless real endpoints are configured) -> API -> worker.
+// Writes what it runs to .remit/local-stack.json, restarts any part that dies, and stops
+// everything on Ctrl-C. State lives under .remit/, so a restart loses nothing.
+
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { SEARCH_ATTRIBUTE_CLI_ARGS } from '../workflows/definitions';
+import { ensureTemporalCli } from './lib/temporal-cli';
+import { Supervisor } from './lib/supervisor';
+
+const root = path.resolve(__dirname, '..');
+const stateDir = path.join(root, '.remit');
+const stackFile = path.join(stateDir, 'local-stack.json');
+const tsx = ['--import', 'tsx'];
+const say = (m: string) => console.log(m);
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function pickPort(preferred: number): Promise<number> {
+  if (await portFree(preferred)) return preferred;
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function httpReady(url: string): Promise<void> {
+  const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  if (r.status >= 500) throw new Error(`${url} answered ${r.status}`);
+}
+
+async function tcpReady(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.end();
+      resolve();
+    });
+    s.once('error', reject);
+  });
+}
+
+function tokens(): { ingest: string; operator: string } {
+  const file = path.join(stateDir, 'tokens.json');
+  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { ingest: string; operator: string }) : undefined;
+  const t = {
+    ingest: process.env.REMIT_INGEST_TOKEN || saved?.ingest || `ingest-${randomBytes(12).toString('hex')}`,
+    operator: process.env.REMIT_OPERATOR_TOKEN || saved?.operator || `operator-${randomBytes(12).toString('hex')}`,
+  };
+  writeFileSync(file, JSON.stringify(t, null, 2), { mode: 0o600 });
+  return t;
+}
+
+async function main() {
+  mkdirSync(stateDir, { recursive: true });
+  const env = process.env;
+  const state: Record<string, unknown> = { startedAt: new Date().toISOString(), stackPid: process.pid };
+  const sup = new Supervisor(path.join(stateDir, 'logs'), say, () => {
+    state.pids = sup.pids();
+    writeFileSync(stackFile, JSON.stringify(state, null, 2));
+  });
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('\nStopping the local stack...');
+    await sup.stopAll();
+    say('Stopped.');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  try {
+    const hourSeconds = env.REMIT_HOUR_SECONDS || '3600';
+    const t = tokens();
+
+    // Temporal
+    const cli = await ensureTemporalCli((m: string) => say(`  ${m}`));
+    let temporalAddress = env.TEMPORAL_ADDRESS;
+    let uiUrl: string | undefined;
+    if (!temporalAddress) {
+      const port = await pickPort(7233);
+      const uiPort = await pickPort(8233);
+      temporalAddress = `127.0.0.1:${port}`;
+      uiUrl = `http://127.0.0.1:${uiPort}`;
+      say(`Starting the Temporal dev server (${cli.path}) on ${temporalAddress}, Web UI ${uiUrl} ...`);
+      await sup.start({
+        name: 'temporal',
+        command: cli.path,
+        args: ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(stateDir, 'temporal.db'), '--log-level', 'warn', ...SEARCH_ATTRIBUTE_CLI_ARGS],
+        ready: async () => {
+          const c = await Connection.connect({ address: temporalAddress!, connectTimeout: 2000 });
+          try {
+            await c.workflowService.getSystemInfo({});
+          } finally {
+            await c.close();
+          }
+        },
+      });
+    }
+
+    // Database
+    let databaseUrl = env.DATABASE_URL;
+    if (!databaseUrl) {
+      const port = await pickPort(54329);
+      databaseUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+      say(`Starting the embedded database (PGlite, data in .remit/pgdata) on port ${port} ...`);
+      await sup.start({
+        name: 'database',
+        command: process.execPath,
+        args: [...tsx, path.join(root, 'db', 'embedded-main.ts')],
+        env: { REMIT_EMBEDDED_DB_DIR: path.join(stateDir, 'pgdata'), REMIT_EMBEDDED_DB_PORT: String(port) },
+        ready: () => tcpReady(port),
+      });
+    }
+
+    // Emulators
+    const emulators: Record<string, { url: string; admin: string }> = {};
+    const serviceEnv: NodeJS.ProcessEnv = { REMIT_HOUR_SECONDS: hourSeconds };
+    if (!env.AWS_METERING_ENDPOINT) {
+      const port = await pickPort(4566);
+      const url = `http://127.0.0.1:${port}`;
+      say(`Starting the AWS Marketplace Metering emulator on ${url} ...`);
+      await sup.start({
+        name: 'aws-emulator',
+        command: process.execPath,
+        args: [...tsx, path.join(root, 'emulators', 'aws-main.ts')],
+        env: { ...serviceEnv, REMIT_EMULATOR_PORT: String(port) },
+        ready: () => httpReady(`${url}/_emulator/records`),
+      });
+      emulators.aws = { url, admin: `${url}/_emulator` };
+      serviceEnv.AWS_METERING_ENDPOINT = url;
+      serviceEnv.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID || 'local-emulator';
+      serviceEnv.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY || 'local-emulator-secret';
+    }
+    if (!env.AZURE_METERING_ENDPOINT) {
+      const azurePort = await pickPort(4567);
+      const entraPort = await pickPort(4568);
+      const url = `https://127.0.0.1:${azurePort}`;
+      const entra = `https://127.0.0.1:${entraPort}`;
+      const secret = env.AZURE_CLIENT_SECRET || `local-${randomBytes(8).toString('hex')}`;
+      say(`Starting the Azure Marketplace Metering emulator on ${url} and the Entra emulator on ${entra} ...`);
+      const certDir = path.join(stateDir, 'certs');
+      await sup.start({
+        name: 'azure-emulator',
+        command: process.execPath,
+        args: [...tsx, path.join(root, 'emulators', 'azure-main.ts')],
+        env: { ...serviceEnv, REMIT_AZURE_EMULATOR_PORT: String(azurePort), REMIT_ENTRA_EMULATOR_PORT: String(entraPort), REMIT_CERT_DIR: certDir, AZURE_CLIENT_SECRET: secret, AZURE_TENANT_ID: env.AZURE_TENANT_ID || 'remit-tenant', AZURE_CLIENT_ID: env.AZURE_CLIENT_ID || 'remit-client' },
+        ready: () => tcpReady(azurePort),
+      });
+      emulators.azure = { url, admin: `${url}/_emulator` };
+      emulators.entra = { url: entra, admin: `${entra}` };
+      Object.assign(serviceEnv, { AZURE_METERING_ENDPOINT: url, AZURE_AUTHORITY_HOST: entra, AZURE_CLIENT_SECRET: secret, REMIT_EXTRA_CA_CERT_FILE: path.join(certDir, 'ca.pem') });
+    }
+
+    // API and worker
+    const apiPort = env.REMIT_API_PORT ? Number(env.REMIT_API_PORT) : await pickPort(8080);
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    Object.assign(serviceEnv, {
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporalAddress,
+      REMIT_API_PORT: String(apiPort),
+      REMIT_INGEST_TOKEN: t.ingest,
+      REMIT_OPERATOR_TOKEN: t.operator,
+    });
+    say(`Starting the remit worker ...`);
+    await sup.start({ name: 'worker', command: process.execPath, args: [...tsx, path.join(root, 'workers', 'main.ts')], env: serviceEnv });
+    say(`Starting the remit API on ${apiUrl} ...`);
+    await sup.start({ name: 'api', command: process.execPath, args: [...tsx, path.join(root, 'api', 'main.ts')], env: serviceEnv, ready: () => httpReady(`${apiUrl}/healthz`) });
+
+    Object.assign(state, {
+      api: apiUrl,
+      openapi: `${apiUrl}/openapi.json`,
+      metrics: `${apiUrl}/metrics`,
+      temporal: { address: temporalAddress, namespace: env.TEMPORAL_NAMESPACE || 'default', webUi: uiUrl ?? null, cli: cli.path },
+      database: databaseUrl.replace(/:[^:@/]*@/, ':***@'),
+      emulators,
+      tokens: t,
+      hourSeconds: Number(hourSeconds),
+      logs: path.join(stateDir, 'logs'),
+    });
+    state.pids = sup.pids();
+    writeFileSync(stackFile, JSON.stringify(state, null, 2));
+
+    const hour = new Date(Math.floor(Date.now() / (Number(hourSeconds) * 1000)) * Number(hourSeconds) * 1000).toISOString();
+    say(`
+remit is running (one "hour" = ${hourSeconds} s). Ctrl-C stops everything.
+
+  API             ${apiUrl}          (OpenAPI: ${apiUrl}/openapi.json, metrics: ${apiUrl}/metrics)
+  Temporal UI     ${uiUrl ?? '(external Temporal)'}        Temporal frontend: ${temporalAddress}
+  AWS emulator    ${emulators.aws?.url ?? '(real endpoint)'}          admin: ${emulators.aws?.admin ?? '-'}/records
+  Azure emulator  ${emulators.azure?.url ?? '(real endpoint)'}         Entra: ${emulators.entra?.url ?? '-'}
+  ingest token    ${t.ingest}
+  operator token  ${t.operator}
+  state           ${stackFile}
+
+Try it (a remittance is sent when the hour's window closes: end of the hour plus grace):
+
+  curl -s -X POST ${apiUrl}/v1/tallies -H 'authorization: Bearer ${t.ingest}' -H 'content-type: application/json' \\
+    -d '{"tallies":[{"orgId":"org-1","productTag":"rhel-for-x86-els-payg-addon","metric":"vCPUs","sla":"Premium","usage":"Production","billingProvider":"aws","billingAccountId":"123456789012","hour":"${hour}","value":4}]}'
+  curl -s '${apiUrl}/v1/remittances?orgId=org-1' -H 'authorization: Bearer ${t.operator}'
+  curl -s ${emulators.aws?.admin ?? ''}/records
+`);
+  } catch (err) {
+    say(`\nThe local stack could not start: ${(err as Error).message}`);
+    await stop(1);
+  }
+}
+
+void main();

@@ -1,0 +1,77 @@
+// Wires one remittance worker: Temporal connection, task queue, workflows, activities and their
+// dependencies. The only place that knows all of them.
+
+import { Client, Connection, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import type { RemitConfig, TimeSettings } from '../config/env';
+import type { Database } from '../db/client';
+import type { Catalog } from '../domain/catalog';
+import type { Logger } from '../lib/log';
+import { startRemittance } from '../lib/remittance-client';
+import type { MarketplaceGateway } from '../marketplaces';
+
+export const SWEEP_SCHEDULE_ID = 'remit-sweep';
+
+export interface WorkerDeps {
+  connection: NativeConnection;
+  client: Client;
+  namespace: string;
+  taskQueue: string;
+  database: Database;
+  catalog: Catalog;
+  time: TimeSettings;
+  marketplaces: MarketplaceGateway;
+  log: Logger;
+  /** Tests pass a prebuilt bundle so that each test file bundles the workflows once. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+}
+
+export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
+  const activities = createActivities({
+    database: d.database,
+    catalog: d.catalog,
+    time: d.time,
+    marketplaces: d.marketplaces,
+    log: d.log,
+    startRemittance: async (key, hourMs) => {
+      await startRemittance({ client: d.client, taskQueue: d.taskQueue, time: d.time }, key, hourMs);
+    },
+  });
+  return Worker.create({
+    connection: d.connection,
+    namespace: d.namespace,
+    taskQueue: d.taskQueue,
+    ...(d.workflowBundle ? { workflowBundle: d.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    activities,
+    // Activities hold a database connection while they run: keep them within the pool.
+    maxConcurrentActivityTaskExecutions: 50,
+    shutdownGraceTime: '10 seconds',
+  });
+}
+
+/**
+ * The hourly sweep Schedule, created (or updated to the current hour length) at worker start.
+ * Idempotent: several workers starting together all end with one schedule.
+ */
+export async function ensureSweepSchedule(client: Client, taskQueue: string, time: TimeSettings): Promise<void> {
+  const spec = { intervals: [{ every: time.hourMs, offset: Math.round(time.hourMs / 120) }] };
+  try {
+    await client.schedule.create({
+      scheduleId: SWEEP_SCHEDULE_ID,
+      spec,
+      action: { type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(time.hourMs, 60_000) },
+    });
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(SWEEP_SCHEDULE_ID).update((prev) => ({ ...prev, spec, action: { ...prev.action, type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] } }));
+  }
+}
+
+export async function connectTemporal(cfg: Pick<RemitConfig, 'temporalAddress' | 'temporalNamespace'>) {
+  const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
+  const clientConnection = await Connection.connect({ address: cfg.temporalAddress });
+  const client = new Client({ connection: clientConnection, namespace: cfg.temporalNamespace });
+  return { connection, client, close: async () => { await clientConnection.close(); await connection.close(); } };
+}

@@ -1,0 +1,3 @@
+// The workflow bundle's entry point: every workflow the worker runs.
+export { remittanceWorkflow } from './remittance';
+export { sweepWorkflow } from './sweep';
