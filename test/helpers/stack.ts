@@ -1,0 +1,150 @@
+// The real stack in one test process: a fresh PostgreSQL database (migrated), the marketplace
+// emulators on loopback, a remittance worker on its own task queue against the real Temporal
+// dev server that `npm test` started, and the HTTP API on a free port. Hours are scaled.
+
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from '../../api/app';
+import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '../../config/env';
+import { openDatabase, type Database } from '../../db/client';
+import { migrate } from '../../db/migrate';
+import { loadCatalog, type Catalog } from '../../domain/catalog';
+import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
+import { createLogger } from '../../lib/log';
+import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
+import { createRemittanceWorker } from '../../workers/worker';
+import { createTestDatabase } from './db';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** One workflow bundle per test process. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { console.error(m); }, log() {} } as never });
+  return bundle;
+}
+
+export interface TestStackOptions {
+  hourMs: number;
+  graceHours?: number;
+  awsAcceptanceHours?: number;
+  /** Extra environment for loadConfig. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface TestStack {
+  apiUrl: string;
+  aws: AwsEmulator;
+  database: Database;
+  client: Client;
+  taskQueue: string;
+  catalog: Catalog;
+  time: TimeSettings;
+  config: RemitConfig;
+  tokens: { ingest: string; operator: string };
+  marketplaces: MarketplaceGateway;
+  /** Start (another) worker on the same task queue; returned so a test can stop it. */
+  startWorker(): Promise<{ worker: Worker; done: Promise<void> }>;
+  request(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+  currentHourMs(): number;
+  stop(): Promise<void>;
+}
+
+export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
+  process.env.AWS_ACCESS_KEY_ID ??= 'test-access-key';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'test-secret-key';
+  const temporalAddress = process.env.TEMPORAL_ADDRESS;
+  if (!temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: run the tests with `npm test`, which starts Temporal and PostgreSQL');
+  const acceptanceHours = o.awsAcceptanceHours ?? 6;
+  const testDb = await createTestDatabase();
+  await migrate(testDb.url);
+  const database = openDatabase(testDb.url, { max: 20 });
+  const aws = await startAwsEmulator({ hourMs: o.hourMs, acceptanceHours, host: '127.0.0.1' });
+  const tokens = { ingest: `ingest-${randomUUID()}`, operator: `operator-${randomUUID()}` };
+  const config = loadConfig({
+    ...process.env,
+    REMIT_HOUR_SECONDS: String(o.hourMs / 1000),
+    REMIT_GRACE_HOURS: String(o.graceHours ?? 0.25),
+    REMIT_AWS_ACCEPTANCE_HOURS: String(acceptanceHours),
+    AWS_METERING_ENDPOINT: aws.url,
+    DATABASE_URL: testDb.url,
+    AZURE_METERING_ENDPOINT: '',
+    ...o.env,
+  });
+  const time = timeSettings(config.time);
+  const catalog = loadCatalog(config.catalogPath);
+  const log = createLogger('test', process.env.LOG_LEVEL || 'warn');
+  const taskQueue = `test-${randomUUID()}`;
+  const connection = await NativeConnection.connect({ address: temporalAddress });
+  const clientConnection = await Connection.connect({ address: temporalAddress });
+  const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+  const marketplaces = await createMarketplaceGateway(config, log);
+  const workers: Array<{ worker: Worker; done: Promise<void> }> = [];
+  const startWorker = async () => {
+    const worker = await createRemittanceWorker({ connection, client, namespace: config.temporalNamespace, taskQueue, database, catalog, time, marketplaces, log, workflowBundle: await workflowBundle() });
+    const w = { worker, done: worker.run() };
+    workers.push(w);
+    return w;
+  };
+  await startWorker();
+  const api: FastifyInstance = await buildApi({ database, catalog, time, temporal: { client, taskQueue }, tokens, log });
+  const address = await api.listen({ port: 0, host: '127.0.0.1' });
+
+  return {
+    apiUrl: address,
+    aws,
+    database,
+    client,
+    taskQueue,
+    catalog,
+    time,
+    config,
+    tokens,
+    marketplaces,
+    startWorker,
+    currentHourMs: () => Math.floor(Date.now() / o.hourMs) * o.hourMs,
+    async request(method, path, body, token) {
+      const headers: Record<string, string> = {};
+      if (token !== null) headers.authorization = `Bearer ${token ?? tokens.operator}`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const r = await fetch(`${address}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+      const text = await r.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      return { status: r.status, body: parsed };
+    },
+    async stop() {
+      await api.close();
+      for (const w of workers) {
+        if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
+        await w.done.catch(() => undefined);
+      }
+      await marketplaces.close();
+      await aws.close();
+      await clientConnection.close();
+      await connection.close();
+      await database.close();
+      await testDb.drop();
+    },
+  };
+}
+
+/** Poll until `fn` returns a truthy value or the timeout passes. */
+export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
