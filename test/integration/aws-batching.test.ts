@@ -45,7 +45,7 @@ beforeEach(async () => {
   await admin(emu, 'POST', '/_emulator/reset');
 });
 
-test('1,000 concurrent submissions: at most 40 calls of up to 25, never over 10 calls a second, each outcome its own', async () => {
+void test('1,000 concurrent submissions: at most 40 calls of up to 25, never over 10 calls a second, each outcome its own', async () => {
   const t = hourStart(Date.now(), HOUR);
   const customers = Array.from({ length: 250 }, () => newCustomer());
   const unsubscribed = [customers[3], customers[100], customers[249]] as string[];
@@ -94,7 +94,7 @@ test('1,000 concurrent submissions: at most 40 calls of up to 25, never over 10 
   assert.ok(elapsedMs >= 3000, `${elapsedMs} ms`);
 });
 
-test('lost response: after resolve, exactly one accepted record per submission and no duplicate', async () => {
+void test('lost response: after resolve, exactly one accepted record per submission and no duplicate', async () => {
   const t = hourStart(Date.now(), HOUR);
   const victim = newCustomer();
   await admin(emu, 'POST', '/_emulator/faults', { kind: 'lost-response', match: { customer: victim } });
@@ -120,7 +120,7 @@ test('lost response: after resolve, exactly one accepted record per submission a
   assert.ok((await emulatorCalls(emu)).every((c) => c.duplicates === 0));
 });
 
-test('a whole batch rejected as stale (our clock disagreed) is re-sent record by record, so only the stale one fails', async () => {
+void test('a whole batch rejected as stale (our clock disagreed) is re-sent record by record, so only the stale one fails', async () => {
   // This client thinks the window is much longer than the emulator's, as with clock skew.
   const skewed = createAwsMarketplace({ endpoint: emu.url, region: REGION, credentials: SELLER, acceptanceHours: 100, hourMs: HOUR });
   try {
@@ -139,7 +139,7 @@ test('a whole batch rejected as stale (our clock disagreed) is re-sent record by
   }
 });
 
-test('when a whole call throws, every record in it gets the classified outcome', async () => {
+void test('when a whole call throws, every record in it gets the classified outcome', async () => {
   const t = hourStart(Date.now(), HOUR);
   // A group key that wrongly mixes product codes makes the client refuse the call.
   const b = batcher({ groupKey: () => 'everything' });
@@ -151,7 +151,7 @@ test('when a whole call throws, every record in it gets the classified outcome',
   assert.deepEqual(await emulatorCalls(emu), []);
 });
 
-test('submissions trickling in share calls after the linger time', async () => {
+void test('submissions trickling in share calls after the linger time', async () => {
   const t = hourStart(Date.now(), HOUR);
   const b = batcher();
   const pending: Promise<SendOutcome>[] = [];
@@ -163,4 +163,24 @@ test('submissions trickling in share calls after the linger time', async () => {
   await b.drain();
   const calls = await emulatorCalls(emu);
   assert.ok(calls.length <= 3, `${calls.length} calls for 10 records`);
+});
+
+void test('a limiter that hands back no release function (e.g. a shared one) works the same', async () => {
+  const t = hourStart(Date.now(), HOUR);
+  let acquired = 0;
+  const b = createBatcher({
+    client: aws,
+    groupKey: (r) => awsGroupKey(r, REGION),
+    lingerMs: 5,
+    rateLimiter: {
+      acquire: async () => {
+        acquired += 1;
+      },
+    },
+    isExpired: (r) => aws.isExpired(r),
+  });
+  const outcomes = await Promise.all(Array.from({ length: 30 }, () => b.submit(awsRecord({ customer: newCustomer(), timestampMs: t }))));
+  outcomes.forEach((o) => assert.equal(o.kind, 'accepted'));
+  assert.equal(acquired, 2);
+  assert.deepEqual((await emulatorCalls(emu)).map((c) => c.recordCount), [25, 5]);
 });

@@ -64,8 +64,8 @@ beforeEach(async () => {
   assert.equal((await admin(emu, 'POST', '/_emulator/reset')).status, 200);
 });
 
-describe('wire protocol', () => {
-  test('errors carry __type, message, x-amzn-ErrorType and x-amzn-RequestId', async () => {
+void describe('wire protocol', () => {
+  void test('errors carry __type, message, x-amzn-ErrorType and x-amzn-RequestId', async () => {
     const body = JSON.stringify({ ProductCode: PRODUCT, UsageRecords: [] });
     const r = await rawPost(emu.url, { 'x-amz-target': 'AWSMPMeteringService.BatchMeterUsage' }, body);
     assert.equal(r.status, 400);
@@ -76,7 +76,7 @@ describe('wire protocol', () => {
     assert.equal(typeof r.body.message, 'string');
   });
 
-  test('only BatchMeterUsage is served; the credential scope must name aws-marketplace', async () => {
+  void test('only BatchMeterUsage is served; the credential scope must name aws-marketplace', async () => {
     const meter = await rawPost(emu.url, { 'x-amz-target': 'AWSMPMeteringService.MeterUsage', authorization: sigV4Header() }, '{}');
     assert.equal(meter.status, 400);
     assert.equal(meter.body.__type, 'UnknownOperationException');
@@ -85,13 +85,13 @@ describe('wire protocol', () => {
     assert.equal(wrongService.body.__type, 'InvalidSignatureException');
   });
 
-  test('malformed JSON is a SerializationException', async () => {
+  void test('malformed JSON is a SerializationException', async () => {
     const r = await rawPost(emu.url, { 'x-amz-target': 'AWSMPMeteringService.BatchMeterUsage', authorization: sigV4Header() }, '{"UsageRecords": [');
     assert.equal(r.status, 400);
     assert.equal(r.body.__type, 'SerializationException');
   });
 
-  test('a body of 1 MB or more is rejected and nothing is stored', async () => {
+  void test('a body of 1 MB or more is rejected and nothing is stored', async () => {
     const record = { Timestamp: slot() / 1000, CustomerAWSAccountId: newCustomer(), Dimension: 'control_plane', Quantity: 1 };
     const big = JSON.stringify({ ProductCode: PRODUCT, UsageRecords: [record], Padding: 'x'.repeat(1024 * 1024) });
     const r = await rawPost(emu.url, { 'x-amz-target': 'AWSMPMeteringService.BatchMeterUsage', authorization: sigV4Header() }, big);
@@ -104,8 +104,8 @@ describe('wire protocol', () => {
   });
 });
 
-describe('records and hourly dedup', () => {
-  test('accepted records are listed with their receipt ids', async () => {
+void describe('records and hourly dedup', () => {
+  void test('accepted records are listed with their receipt ids', async () => {
     const t = slot();
     const recs = [awsRecord({ customer: newCustomer(), quantity: 3, timestampMs: t }), awsRecord({ customer: newCustomer(), dimension: 'managed_node', quantity: 0, timestampMs: t })];
     const out = await aws.send(recs);
@@ -126,7 +126,7 @@ describe('records and hourly dedup', () => {
     });
   });
 
-  test('an identical re-send is Success with the same MeteringRecordId and stores nothing new', async () => {
+  void test('an identical re-send is Success with the same MeteringRecordId and stores nothing new', async () => {
     const r = awsRecord({ customer: newCustomer(), quantity: 5, timestampMs: slot() });
     const [first] = await aws.send([r]);
     const [again] = await aws.send([r]);
@@ -135,7 +135,7 @@ describe('records and hourly dedup', () => {
     assert.equal((await emulatorRecords(emu)).length, 1);
   });
 
-  test('a different quantity in the same hour is DuplicateRecord; the first quantity stays', async () => {
+  void test('a different quantity in the same hour is DuplicateRecord; the first quantity stays', async () => {
     const customer = newCustomer();
     const t = slot();
     const [first] = await aws.send([awsRecord({ customer, quantity: 5, timestampMs: t })]);
@@ -154,7 +154,7 @@ describe('records and hourly dedup', () => {
     assert.equal((await emulatorRecords(emu)).length, 3);
   });
 
-  test('within one call, a second record for the same hour is judged against the first', async () => {
+  void test('within one call, a second record for the same hour is judged against the first', async () => {
     const customer = newCustomer();
     const t = slot();
     const out = await aws.send([awsRecord({ customer, quantity: 1, timestampMs: t }), awsRecord({ customer, quantity: 1, timestampMs: t }), awsRecord({ customer, quantity: 2, timestampMs: t })]);
@@ -165,7 +165,7 @@ describe('records and hourly dedup', () => {
   });
 });
 
-describe('request rules', () => {
+void describe('request rules', () => {
   function bmu(n: number, quantity: unknown = 1): BatchMeterUsageCommand {
     const t = new Date(slot());
     return new BatchMeterUsageCommand({
@@ -174,7 +174,7 @@ describe('request rules', () => {
     });
   }
 
-  test('1 to 25 records a call', async () => {
+  void test('1 to 25 records a call', async () => {
     assert.equal((await raw.send(bmu(25))).Results?.length, 25);
     for (const n of [0, 26]) {
       const e = await rawError(bmu(n));
@@ -187,7 +187,7 @@ describe('request rules', () => {
     await assert.rejects(aws.send(Array.from({ length: 26 }, () => awsRecord({ customer: newCustomer(), timestampMs: t }))), /at most 25/);
   });
 
-  test('Quantity is an integer from 0 to 2147483647', async () => {
+  void test('Quantity is an integer from 0 to 2147483647', async () => {
     assert.equal((await raw.send(bmu(1, 0))).Results?.[0]?.Status, 'Success');
     assert.equal((await raw.send(bmu(1, 2_147_483_647))).Results?.[0]?.Status, 'Success');
     assert.equal((await rawError(bmu(1, -1))).name, 'ValidationException');
@@ -204,7 +204,7 @@ describe('request rules', () => {
     assert.equal(calls.at(-1)?.recordCount, 1);
   });
 
-  test('an unknown dimension rejects the whole batch; nothing is stored', async () => {
+  void test('an unknown dimension rejects the whole batch; nothing is stored', async () => {
     const t = slot();
     const out = await aws.send([awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: newCustomer(), dimension: 'gpu_hours', timestampMs: t })]);
     for (const o of out) {
@@ -214,13 +214,13 @@ describe('request rules', () => {
     assert.deepEqual(await emulatorRecords(emu), []);
   });
 
-  test('an unknown product code is rejected', async () => {
+  void test('an unknown product code is rejected', async () => {
     const [o] = await aws.send([awsRecord({ customer: newCustomer(), productCode: 'prod-nope', timestampMs: slot() })]);
     assertKind(o, 'terminal', 'marketplace_rejected');
     assert.match((o as { reason: string }).reason, /InvalidProductCodeException/);
   });
 
-  test('a record older than the window rejects the whole batch: TimestampOutOfBounds, nothing stored', async () => {
+  void test('a record older than the window rejects the whole batch: TimestampOutOfBounds, nothing stored', async () => {
     const fresh = awsRecord({ customer: newCustomer(), timestampMs: slot() });
     const stale = awsRecord({ customer: newCustomer(), timestampMs: slot(7) });
     const out = await lax.send([fresh, stale]);
@@ -231,20 +231,20 @@ describe('request rules', () => {
     assertKind((await lax.send([awsRecord({ customer: newCustomer(), timestampMs: slot(5) })]))[0], 'accepted');
   });
 
-  test('a record in the future rejects the whole batch', async () => {
+  void test('a record in the future rejects the whole batch', async () => {
     const out = await lax.send([awsRecord({ customer: newCustomer(), timestampMs: slot() }), awsRecord({ customer: newCustomer(), timestampMs: slot(-2) })]);
     out.forEach((o) => assertKind(o, 'terminal', 'marketplace_window_expired'));
     assert.deepEqual(await emulatorRecords(emu), []);
   });
 
-  test('our client keeps a stale record out of the call, so it cannot sink the others', async () => {
+  void test('our client keeps a stale record out of the call, so it cannot sink the others', async () => {
     const out = await aws.send([awsRecord({ customer: newCustomer(), timestampMs: slot() }), awsRecord({ customer: newCustomer(), timestampMs: slot(7) })]);
     assertKind(out[0], 'accepted');
     assertKind(out[1], 'terminal', 'marketplace_window_expired');
     assert.equal((await emulatorCalls(emu)).at(-1)?.recordCount, 1);
   });
 
-  test('CustomerNotSubscribed is per record and not billed', async () => {
+  void test('CustomerNotSubscribed is per record and not billed', async () => {
     const t = slot();
     const out = await aws.send([awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: UNSUBSCRIBED, timestampMs: t })]);
     assertKind(out[0], 'accepted');
@@ -254,7 +254,7 @@ describe('request rules', () => {
     assert.notEqual(stored[0]?.customer, UNSUBSCRIBED);
   });
 
-  test('LicenseArn records are sent without ProductCode and keyed by license', async () => {
+  void test('LicenseArn records are sent without ProductCode and keyed by license', async () => {
     const customer = newCustomer();
     const r = awsRecord({ customer, licenseArn: LICENSE, quantity: 4, timestampMs: slot() });
     const [o] = await aws.send([r]);
@@ -265,7 +265,7 @@ describe('request rules', () => {
     assert.deepEqual((await aws.send([r]))[0], o);
   });
 
-  test('ProductCode and LicenseArn records for one customer and hour are refused (AWS would bill twice)', async () => {
+  void test('ProductCode and LicenseArn records for one customer and hour are refused (AWS would bill twice)', async () => {
     const customer = newCustomer();
     const t = slot();
     assertKind((await aws.send([awsRecord({ customer, timestampMs: t })]))[0], 'accepted');
@@ -281,13 +281,13 @@ describe('request rules', () => {
     assert.equal(e.name, 'ValidationException');
   });
 
-  test('an invalid LicenseArn is InvalidLicenseException, terminal', async () => {
+  void test('an invalid LicenseArn is InvalidLicenseException, terminal', async () => {
     const [o] = await aws.send([awsRecord({ customer: newCustomer(), licenseArn: 'arn:nope', timestampMs: slot() })]);
     assertKind(o, 'terminal', 'marketplace_rejected');
     assert.match((o as { reason: string }).reason, /InvalidLicenseException/);
   });
 
-  test('a call mixing product codes or keyspaces is a programming error', async () => {
+  void test('a call mixing product codes or keyspaces is a programming error', async () => {
     const t = slot();
     await assert.rejects(aws.send([awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: newCustomer(), productCode: 'other-product', timestampMs: t })]), /share a product code/);
     await assert.rejects(aws.send([awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: newCustomer(), licenseArn: LICENSE, timestampMs: t })]), /LicenseArn/);
@@ -295,8 +295,8 @@ describe('request rules', () => {
   });
 });
 
-describe('rate limit: 10 calls a second per account and region', () => {
-  test('the 11th call within a second is throttled; other accounts and regions are not', async () => {
+void describe('rate limit: 10 calls a second per account and region', () => {
+  void test('the 11th call within a second is throttled; other accounts and regions are not', async () => {
     const strict = await startAwsEmulator({ hourMs: HOUR, acceptanceHours: 6 });
     const mk = (accessKeyId: string, region = REGION) => createAwsMarketplace({ endpoint: strict.url, region, credentials: { ...SELLER, accessKeyId }, acceptanceHours: 6, hourMs: HOUR });
     const a = mk('AKIDA');
@@ -326,13 +326,13 @@ describe('rate limit: 10 calls a second per account and region', () => {
   });
 });
 
-describe('faults', () => {
+void describe('faults', () => {
   async function fault(spec: unknown): Promise<void> {
     const r = await admin(emu, 'POST', '/_emulator/faults', spec);
     assert.equal(r.status, 200, JSON.stringify(r.body));
   }
 
-  test('throttle: retryable rate limit, nothing stored, then it passes', async () => {
+  void test('throttle: retryable rate limit, nothing stored, then it passes', async () => {
     await fault({ kind: 'throttle' });
     const r = awsRecord({ customer: newCustomer(), timestampMs: slot() });
     assertKind((await aws.send([r]))[0], 'retryable', 'marketplace_rate_limit');
@@ -340,7 +340,7 @@ describe('faults', () => {
     assertKind((await aws.send([r]))[0], 'accepted');
   });
 
-  test('server-error: retryable unavailable (HTTP 500), nothing stored', async () => {
+  void test('server-error: retryable unavailable (HTTP 500), nothing stored', async () => {
     await fault({ kind: 'server-error', count: 2 });
     const r = awsRecord({ customer: newCustomer(), timestampMs: slot() });
     assertKind((await aws.send([r]))[0], 'retryable', 'marketplace_unavailable');
@@ -350,7 +350,7 @@ describe('faults', () => {
     assert.deepEqual(calls.map((c) => c.httpStatus), [500, 500, 200]);
   });
 
-  test('timeout: ambiguous, nothing stored; resolve records it once', async () => {
+  void test('timeout: ambiguous, nothing stored; resolve records it once', async () => {
     await fault({ kind: 'timeout' });
     const r = awsRecord({ customer: newCustomer(), timestampMs: slot() });
     const started = Date.now();
@@ -365,7 +365,7 @@ describe('faults', () => {
     assert.equal(stored[0]?.receiptId, (resolved as { receiptId: string }).receiptId);
   });
 
-  test('lost-response: ambiguous, but stored; resolve finds the same receipt', async () => {
+  void test('lost-response: ambiguous, but stored; resolve finds the same receipt', async () => {
     await fault({ kind: 'lost-response' });
     const r = awsRecord({ customer: newCustomer(), quantity: 9, timestampMs: slot() });
     assertKind((await aws.send([r]))[0], 'ambiguous');
@@ -378,7 +378,7 @@ describe('faults', () => {
     assert.ok((await emulatorCalls(emu)).every((c) => c.duplicates === 0));
   });
 
-  test('not-subscribed: matching records only, terminal', async () => {
+  void test('not-subscribed: matching records only, terminal', async () => {
     const victim = newCustomer();
     await fault({ kind: 'not-subscribed', match: { customer: victim }, durationMs: 60_000 });
     const t = slot();
@@ -389,7 +389,7 @@ describe('faults', () => {
     assert.equal((await emulatorRecords(emu)).length, 1);
   });
 
-  test('unprocessed: matching records come back in UnprocessedRecords, retryable, not stored', async () => {
+  void test('unprocessed: matching records come back in UnprocessedRecords, retryable, not stored', async () => {
     await fault({ kind: 'unprocessed', match: { dimension: 'managed_node' } });
     const t = slot();
     const recs = [awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: newCustomer(), dimension: 'managed_node', timestampMs: t })];
@@ -403,7 +403,7 @@ describe('faults', () => {
     assert.equal((await emulatorRecords(emu)).length, 2);
   });
 
-  test('expired: TimestampOutOfBounds for the whole batch, terminal, nothing stored', async () => {
+  void test('expired: TimestampOutOfBounds for the whole batch, terminal, nothing stored', async () => {
     await fault({ kind: 'expired' });
     const t = slot();
     const out = await aws.send([awsRecord({ customer: newCustomer(), timestampMs: t }), awsRecord({ customer: newCustomer(), timestampMs: t })]);
@@ -411,7 +411,7 @@ describe('faults', () => {
     assert.deepEqual(await emulatorRecords(emu), []);
   });
 
-  test('a batch-level fault fires when any record of the call matches, and only then', async () => {
+  void test('a batch-level fault fires when any record of the call matches, and only then', async () => {
     const victim = newCustomer();
     await fault({ kind: 'server-error', match: { customer: victim } });
     const t = slot();
@@ -422,7 +422,7 @@ describe('faults', () => {
     assert.deepEqual((await admin<{ faults: unknown[] }>(emu, 'GET', '/_emulator/faults')).body.faults, []);
   });
 
-  test('admin API: bad faults are 400 with a message; DELETE clears; reset forgets everything', async () => {
+  void test('admin API: bad faults are 400 with a message; DELETE clears; reset forgets everything', async () => {
     for (const bad of [{ kind: 'meteor' }, { kind: 'throttle', count: 0 }, { kind: 'throttle', match: 'x' }, 'not json']) {
       const r = await admin<{ error: string }>(emu, 'POST', '/_emulator/faults', bad);
       assert.equal(r.status, 400);
@@ -440,8 +440,8 @@ describe('faults', () => {
   });
 });
 
-describe('client classification outside the emulator rules', () => {
-  test('nothing listening: retryable unavailable (nothing was sent)', async () => {
+void describe('client classification outside the emulator rules', () => {
+  void test('nothing listening: retryable unavailable (nothing was sent)', async () => {
     const closed = await startAwsEmulator({ hourMs: HOUR, acceptanceHours: 6 });
     const url = closed.url;
     await closed.close();
@@ -453,7 +453,7 @@ describe('client classification outside the emulator rules', () => {
     }
   });
 
-  test('resolve after the window closed cannot confirm anything: ambiguous, not a terminal failure', async () => {
+  void test('resolve after the window closed cannot confirm anything: ambiguous, not a terminal failure', async () => {
     const later = client({ now: () => Date.now() + 10 * HOUR });
     try {
       const o = await later.resolve(awsRecord({ customer: newCustomer(), timestampMs: slot() }));
