@@ -326,11 +326,12 @@ void test('non-contract product: no coverage; identifiers from a contract if any
   assert.deepEqual(d.target, { marketplace: 'aws', productCode: 'code-p', customerAwsAccountId: ACCOUNT, licenseArn: null });
   assert.equal(d.targetProblem, null);
   assert.equal(d.contractId, null);
-  // The committed rhel entry names no product code: billed all the same, the gap stated.
-  const rhel = compute({ entry: RHEL, mtd: '3' });
-  assert.ok(rhel.kind === 'bill');
-  assert.deepEqual(rhel.target, { marketplace: 'aws', productCode: null, customerAwsAccountId: ACCOUNT, licenseArn: null });
-  assert.match(rhel.targetProblem ?? '', /awsProductCode/);
+  // A catalog naming no product code: billed all the same, the gap stated.
+  const noCode = compute({ entry: { ...withCode, awsProductCode: null }, mtd: '3' });
+  assert.ok(noCode.kind === 'bill');
+  assert.equal(noCode.bill, 3);
+  assert.deepEqual(noCode.target, { marketplace: 'aws', productCode: null, customerAwsAccountId: ACCOUNT, licenseArn: null });
+  assert.match(noCode.targetProblem ?? '', /awsProductCode/);
   // With a contract: its identifiers, but its committed amounts do not cover a non-contract product.
   const c = contract({ productTag: RHEL.productTag, metrics: [{ dimension: 'vCPU_hours', value: 100 }], aws: { productCode: 'rhel-code', customerAwsAccountId: '444455556666' } });
   const billed = compute({ entry: RHEL, mtd: '3', contracts: [c] });
