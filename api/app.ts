@@ -10,7 +10,7 @@ import { type TimeSettings } from '../db/ledger';
 import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilter } from '../db/reports';
 import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
-import { validateContract } from '../domain/contracts';
+import { parseContract } from '../domain/contracts';
 import { isMarketplace, keyString, type RemittanceKey } from '../domain/key';
 import { validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
@@ -71,7 +71,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     let message = err.message;
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = 'content-type must be application/json';
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') status = 413;
-    if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       status = 400;
       message = `malformed JSON: ${err.message}`;
     }
@@ -141,7 +141,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   }
 
   app.put<{ Params: { contractId: string } }>('/v1/contracts/:contractId', { preHandler: authorize(['ingest', 'operator']) }, async (req, reply) => {
-    const v = validateContract(req.params.contractId, req.body);
+    const v = parseContract(req.params.contractId, req.body, { catalog: deps.catalog });
     if (!v.ok) throw new HttpError(400, 'invalid contract; nothing was stored', v.errors);
     const r = await putContract(deps.database, v.contract);
     const scheduled = r.changed ? await startCurrentHour(r.keys, now()) : { remittancesStarted: 0 };

@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '../../config/env';
@@ -18,6 +18,13 @@ import { createRemittanceWorker } from '../../workers/worker';
 import { createTestDatabase } from './db';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+let runtimeInstalled = false;
+/** Worker and SDK logs at WARN, so test output shows failures rather than every state change. */
+function installRuntime() {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger((process.env.TEMPORAL_LOG_LEVEL as 'WARN') || 'WARN') });
+}
 /** One workflow bundle per test process. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { console.error(m); }, log() {} } as never });
@@ -55,6 +62,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   process.env.AWS_SECRET_ACCESS_KEY ??= 'test-secret-key';
   const temporalAddress = process.env.TEMPORAL_ADDRESS;
   if (!temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: run the tests with `npm test`, which starts Temporal and PostgreSQL');
+  installRuntime();
   const acceptanceHours = o.awsAcceptanceHours ?? 6;
   const testDb = await createTestDatabase();
   await migrate(testDb.url);

@@ -1,0 +1,127 @@
+// `remit audit`: checks the three invariants of interface.md against the ledger and, where they
+// can be read (the emulators' admin API, Azure's usage API), the marketplaces' own records.
+//   1. nothing lost   — once quiet, what the marketplace accepted equals what the rules say is owed
+//   2. nothing twice  — at most one accepted record per marketplace/customer/dimension/hour, every
+//                       accepted record is one succeeded remittance, no self-caused duplicates
+//   3. nothing hidden — every amount not (yet) accepted has a status and a reason
+
+import type { Database } from '../db/client';
+import { previewRemittance, type TimeSettings } from '../db/ledger';
+import type { Catalog } from '../domain/catalog';
+import { parseKeyString } from '../domain/key';
+import { hourStart } from '../domain/time';
+
+/** One record a marketplace says it accepted. */
+export interface MarketplaceRecord {
+  marketplace: 'aws' | 'azure';
+  receiptId: string;
+  customer: string;
+  dimension: string;
+  quantity: number;
+  /** Start of the hour slot the record was accepted in, epoch ms. */
+  hourMs: number;
+}
+
+export interface Violation {
+  invariant: 'nothing-lost' | 'nothing-twice' | 'nothing-hidden';
+  message: string;
+  remittanceId?: string;
+  key?: string;
+}
+
+export interface AuditReport {
+  ok: boolean;
+  checked: { keys: number; remittances: number; marketplaceRecords: number | null };
+  violations: Violation[];
+}
+
+interface LedgerRow {
+  id: string;
+  key: string;
+  billing_provider: string;
+  remittance_hour: Date;
+  status: string;
+  bill: number;
+  reason: string | null;
+  error_code: string | null;
+  receipt_id: string | null;
+  dimension: string | null;
+  customer: { marketplace: string; customerAwsAccountId?: string; resourceId?: string } | null;
+}
+
+export function customerIdOf(c: LedgerRow['customer']): string | undefined {
+  if (!c) return undefined;
+  return c.marketplace === 'aws' ? c.customerAwsAccountId : c.resourceId;
+}
+
+export async function auditLedger(d: {
+  database: Database;
+  catalog: Catalog;
+  time: TimeSettings;
+  /** Per marketplace, the records it accepted; undefined where they cannot be read. */
+  marketplaceRecords?: Partial<Record<'aws' | 'azure', MarketplaceRecord[]>>;
+  nowMs?: number;
+}): Promise<AuditReport> {
+  const violations: Violation[] = [];
+  const nowMs = d.nowMs ?? Date.now();
+  const rows = (await d.database.pool.query<LedgerRow>('SELECT id, key, billing_provider, remittance_hour, status, bill, reason, error_code, receipt_id, dimension, customer FROM remittances ORDER BY key, remittance_hour')).rows;
+
+  // 3. Nothing hidden.
+  for (const r of rows) {
+    if (['Failed', 'Expired', 'Voided', 'WaitingForContract'].includes(r.status) && !r.reason) {
+      violations.push({ invariant: 'nothing-hidden', message: `${r.status} remittance without a reason`, remittanceId: r.id, key: r.key });
+    }
+    if (r.status === 'Failed' && !r.error_code) violations.push({ invariant: 'nothing-hidden', message: 'failed remittance without an error code', remittanceId: r.id, key: r.key });
+    if (r.status === 'Succeeded' && !r.receipt_id) violations.push({ invariant: 'nothing-hidden', message: 'succeeded remittance without a marketplace receipt', remittanceId: r.id, key: r.key });
+    if (r.error_code === 'marketplace_duplicate_record') {
+      violations.push({ invariant: 'nothing-twice', message: 'the marketplace rejected a record as a duplicate', remittanceId: r.id, key: r.key });
+    }
+  }
+
+  // 1. Nothing lost: nothing in flight, and recomputing every key now bills nothing.
+  const keys = (await d.database.pool.query<{ key: string }>('SELECT key FROM remittance_keys ORDER BY key')).rows.map((r) => r.key);
+  for (const r of rows) {
+    if (r.status === 'Pending' || r.status === 'Sending') violations.push({ invariant: 'nothing-lost', message: `remittance still ${r.status}: the system is not quiet`, remittanceId: r.id, key: r.key });
+  }
+  const hour = hourStart(nowMs, d.time.hourMs);
+  for (const k of keys) {
+    const p = await previewRemittance(d.database, { key: parseKeyString(k), remittanceHourMs: hour, catalog: d.catalog, time: d.time, nowMs });
+    if (p.bill > 0) violations.push({ invariant: 'nothing-lost', message: `${p.bill} billing unit(s) owed but not remitted`, key: k });
+  }
+
+  // 2. Nothing twice, and ledger and marketplace agree.
+  let recordCount: number | null = null;
+  if (d.marketplaceRecords) {
+    recordCount = 0;
+    for (const [mp, records] of Object.entries(d.marketplaceRecords) as Array<['aws' | 'azure', MarketplaceRecord[]]>) {
+      recordCount += records.length;
+      const slots = new Map<string, MarketplaceRecord>();
+      for (const rec of records) {
+        const slot = `${rec.customer}|${rec.dimension}|${rec.hourMs}`;
+        if (slots.has(slot)) violations.push({ invariant: 'nothing-twice', message: `${mp} accepted two records for ${slot}` });
+        slots.set(slot, rec);
+      }
+      const byReceipt = new Map(records.map((r) => [r.receiptId, r]));
+      const succeeded = rows.filter((r) => r.billing_provider === mp && r.status === 'Succeeded');
+      const seen = new Set<string>();
+      for (const r of succeeded) {
+        const rec = r.receipt_id ? byReceipt.get(r.receipt_id) : undefined;
+        if (!rec) {
+          violations.push({ invariant: 'nothing-lost', message: `succeeded remittance whose receipt ${r.receipt_id} the marketplace does not have`, remittanceId: r.id, key: r.key });
+          continue;
+        }
+        seen.add(rec.receiptId);
+        const hourMs = new Date(r.remittance_hour).getTime();
+        if (rec.quantity !== r.bill || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
+          violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${r.bill} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}`, remittanceId: r.id, key: r.key });
+        }
+      }
+      for (const rec of records) {
+        if (!seen.has(rec.receiptId)) {
+          violations.push({ invariant: 'nothing-twice', message: `${mp} billed ${rec.quantity} ${rec.dimension} for ${rec.customer} @${new Date(rec.hourMs).toISOString()} (receipt ${rec.receiptId}) with no succeeded remittance in the ledger` });
+        }
+      }
+    }
+  }
+  return { ok: violations.length === 0, checked: { keys: keys.length, remittances: rows.length, marketplaceRecords: recordCount }, violations };
+}
