@@ -34,6 +34,8 @@ export interface AzureMarketplaceOptions {
   requestTimeoutMs?: number;
   /** Connecting alone; default 3 s. Failing here means nothing was sent. */
   connectTimeoutMs?: number;
+  /** Pooled keep-alive connections to the metering host; default 8. Further calls queue. */
+  maxConnections?: number;
   hourMs: number;
   /** Azure refuses events older than this many hours (24). */
   acceptanceHours: number;
@@ -236,7 +238,10 @@ export function createAzureMarketplace(options: AzureMarketplaceOptions): AzureM
   // Adding, not replacing: the public roots stay trusted next to the local CA.
   const ca = options.caPem ? [...tls.rootCertificates, options.caPem] : undefined;
 
+  // A bounded pool: each new connection costs a TLS handshake, which under a burst of calls
+  // costs more than waiting for a pooled one.
   const agent = new Agent({
+    connections: options.maxConnections ?? 8,
     connect: { ...(ca ? { ca } : {}), timeout: options.connectTimeoutMs ?? 3_000 },
     connectTimeout: options.connectTimeoutMs ?? 3_000,
     headersTimeout: timeoutMs,
