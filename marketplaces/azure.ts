@@ -382,11 +382,13 @@ export function createAzureMarketplace(options: AzureMarketplaceOptions): AzureM
     const slotStart = slotOf(record.timestampMs) * options.hourMs;
     let rows: AzureUsageRow[];
     try {
-      rows = await usageEvents({ startMs: slotStart, endMs: slotStart + options.hourMs, dimension: record.dimension, planId: azureCustomer(record).planId });
+      // No plan filter: the hour is write-once per resource and dimension whatever the plan.
+      rows = await usageEvents({ startMs: slotStart, endMs: slotStart + options.hourMs, dimension: record.dimension });
     } catch (err) {
       return { found: 'unknown', reason: (err as Error).message };
     }
-    const mine = rows.filter((r) => r.usageResourceId === resourceOf(record) && r.dimension === record.dimension);
+    const resource = resourceOf(record);
+    const mine = rows.filter((r) => (r.usageResourceId === resource || r.resourceUri === resource) && r.dimension === record.dimension);
     const count = mine.reduce((n, r) => n + r.submittedCount, 0);
     const quantity = mine.reduce((n, r) => n + r.submittedQuantity, 0);
     if (count === 0) return { found: false };

@@ -277,6 +277,7 @@ void describe('accepted events and duplicates', () => {
     assert.equal(records.length, 1);
     assert.equal(records[0]!.resourceUri, uri);
     assert.equal(records[0]!.resourceId, undefined);
+    assert.equal((await azure.lookup(rec)).found, true, 'the read-back finds it by its URI');
   });
 });
 
