@@ -1,0 +1,141 @@
+// `npm test` (and .ci/run): the whole suite against a real Temporal dev server and a real
+// PostgreSQL server, both started here once, throwaway, and stopped at the end.
+//
+//   npm test                         every test file: test/unit/** first, then test/integration/**
+//   npm test -- embedded infra       only files whose path contains "embedded" or "infra"
+//   npm test -- --test-name-pattern=isolation   extra flags go to `node --test`
+//
+// The test runner's own report (with its final pass/fail counts) is the last thing printed:
+// set-up and tear-down messages go to stderr, and tear-down stays quiet unless it fails.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
+import { REPO_ROOT } from './lib/proc';
+import { ensureTemporalCli, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
+
+const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
+
+/** Generous: integration stories run several scaled "hours" against the real stack. */
+const TEST_TIMEOUT_MS = Number(process.env.REMIT_TEST_TIMEOUT_MS) || 10 * 60_000;
+
+function findTests(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...findTests(p));
+    else if (entry.isFile() && entry.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out.sort();
+}
+
+function selectFiles(filters: string[]): string[] {
+  const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
+    path.relative(REPO_ROOT, f),
+  );
+  return filters.length ? all.filter((f) => filters.some((flt) => f.includes(flt))) : all;
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const runnerFlags = argv.filter((a) => a.startsWith('--'));
+  const filters = argv.filter((a) => !a.startsWith('--'));
+  const files = selectFiles(filters);
+  if (files.length === 0) {
+    process.stderr.write(`No test files${filters.length ? ` match ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : ''} under test/unit or test/integration.\n`);
+    return 1;
+  }
+
+  let postgres: PostgresServer | undefined;
+  let temporal: DevServer | undefined;
+  let runner: ChildProcess | undefined;
+  let tearingDown: Promise<void> | undefined;
+  const teardown = () =>
+    (tearingDown ??= (async () => {
+      const results = await Promise.allSettled([temporal?.stop(), postgres?.stop()]);
+      for (const r of results) if (r.status === 'rejected') process.stderr.write(`[test tear-down] ${String(r.reason)}\n`);
+    })());
+
+  // Ctrl-C or a CI timeout: stop the runner and both servers, then exit as interrupted. The
+  // same signal can arrive several times (terminal, npm, bootstrap): act on the first.
+  let interrupted: NodeJS.Signals | undefined;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (interrupted) return;
+      interrupted = signal;
+      process.stderr.write(`\n[test] ${signal}: stopping the tests, Temporal and PostgreSQL ...\n`);
+      runner?.kill(signal);
+      void teardown().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+
+  try {
+    const started = Date.now();
+    log(`${files.length} test file(s); preparing Temporal and PostgreSQL ...`);
+    const externalDb = process.env.TEST_DATABASE_URL;
+    const [cli, pgBins] = await Promise.all([ensureTemporalCli(log), externalDb ? undefined : ensurePostgresBinaries(log)]);
+    if (interrupted) return 130;
+    const [t, p] = await Promise.allSettled([
+      startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
+      pgBins ? startPostgres({ binaries: pgBins, log }) : Promise.resolve(undefined),
+    ]);
+    if (t.status === 'fulfilled') temporal = t.value;
+    if (p.status === 'fulfilled') postgres = p.value;
+    if (t.status === 'rejected') throw t.reason;
+    if (p.status === 'rejected') throw p.reason;
+    if (!temporal) throw new Error('Temporal dev server did not start');
+    if (externalDb) log(`PostgreSQL: using TEST_DATABASE_URL from the environment (${externalDb.replace(/\/\/[^@]*@/, '//***@')})`);
+    const databaseUrl = externalDb ?? postgres?.url;
+    if (!databaseUrl) throw new Error('PostgreSQL did not start');
+    log(`set-up done in ${((Date.now() - started) / 1000).toFixed(1)} s; running the tests`);
+    if (interrupted) return 130;
+
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      TEST_DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace,
+      TEMPORAL_CLI_PATH: cli.path,
+    };
+    // A developer's shell may point the product at their own stack; tests must never touch it.
+    delete env.DATABASE_URL;
+    delete env.NODE_TEST_CONTEXT;
+
+    const args = [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-concurrency=1',
+      `--test-timeout=${TEST_TIMEOUT_MS}`,
+      // A test file that leaves a handle open (a pool, a timer) must not hang the whole run.
+      '--test-force-exit',
+      '--test-reporter=spec',
+      ...runnerFlags,
+      ...files,
+    ];
+    runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const code = await new Promise<number>((resolve) => {
+      runner?.once('error', (err) => {
+        process.stderr.write(`[test] could not start the test runner: ${err.message}\n`);
+        resolve(1);
+      });
+      runner?.once('exit', (c, s) => resolve(c ?? (s === 'SIGINT' ? 130 : 1)));
+    });
+    await teardown();
+    return interrupted ? 130 : code;
+  } catch (err) {
+    process.stderr.write(`\n[test set-up] FAILED: ${(err as Error).message}\n`);
+    await teardown();
+    return 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`${String(err)}\n`);
+    process.exit(1);
+  },
+);
