@@ -20,6 +20,7 @@ import {
   voidRemittances,
   withTransaction,
   findOwingKeys,
+  markScheduled,
   type RemittanceRow,
   type TimeSettings,
 } from '../db/ledger';
@@ -94,10 +95,19 @@ export function createActivities(deps: ActivityDeps) {
       if (row.status !== 'Sending') return toResult(row);
       const record = toUsageRecord(row);
       const log = deps.log.child({ remittanceId: row.id, workflowId: row.workflowId, attempt: row.attempts });
-      let outcome = wasInFlight ? await deps.marketplaces.resolve(record) : await deps.marketplaces.submit(record);
-      if (outcome.kind === 'ambiguous') {
-        log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
-        outcome = await deps.marketplaces.resolve(record);
+      // Heartbeats let Temporal notice within seconds that this worker died mid-send, instead of
+      // waiting for the start-to-close timeout.
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(row.attempts), 1000);
+      let outcome: SendOutcome;
+      try {
+        outcome = wasInFlight ? await deps.marketplaces.resolve(record) : await deps.marketplaces.submit(record);
+        if (outcome.kind === 'ambiguous') {
+          log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
+          outcome = await deps.marketplaces.resolve(record);
+        }
+      } finally {
+        clearInterval(beat);
       }
       const settled = await settle(row, outcome);
       if (settled) {
@@ -143,12 +153,13 @@ export function createActivities(deps: ActivityDeps) {
       let started = 0;
       let after = '';
       for (;;) {
-        const keys = await findOwingKeys(database, 500, after);
+        const keys = await findOwingKeys(database, deps.time, 500, after);
         if (keys.length === 0) break;
         for (const key of keys) {
           await deps.startRemittance(key, hour);
           started += 1;
         }
+        await markScheduled(database.pool, keys.map(keyString), hour);
         Context.current().heartbeat(started);
         const last = keys[keys.length - 1]!;
         after = keyString(last);

@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { putContract, listContracts } from '../db/contracts';
-import { type TimeSettings } from '../db/ledger';
+import { markScheduled, type TimeSettings } from '../db/ledger';
 import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilter } from '../db/reports';
 import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
@@ -133,6 +133,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         await startRemittance({ client: temporal.client, taskQueue: temporal.taskQueue, time: deps.time }, k, hour);
         started.add(keyString(k));
       });
+      await markScheduled(deps.database.pool, todo.map(keyString), hour);
       return { remittancesStarted: todo.length };
     } catch (err) {
       deps.log.warn({ err }, 'could not start remittance workflows; the hourly sweep will start them');

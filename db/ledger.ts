@@ -219,9 +219,9 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
   if (existing) {
     await c.query('DELETE FROM remittance_parts WHERE remittance_id = $1', [id]);
     await c.query(
-      `UPDATE remittances SET status=$11, bill=$12, claim=$13, dimension=$14, customer=$15, license_id=$16, error_code=$17, reason=$18,
-         deadline=$19, workflow_id=$20, last_error=NULL, updated_at=now() WHERE id=$1`,
-      values,
+      `UPDATE remittances SET status=$2, bill=$3, claim=$4, dimension=$5, customer=$6, license_id=$7, error_code=$8, reason=$9,
+         deadline=$10, workflow_id=$11, last_error=NULL, updated_at=now() WHERE id=$1`,
+      [id, ...values.slice(10)],
     );
   } else {
     await c.query(
@@ -304,15 +304,32 @@ export async function voidRemittances(c: PoolClient, ids: string[], reason: stri
   return r.rowCount ?? 0;
 }
 
-/** Keys whose owed amount may have changed since their last computation. */
-export async function findOwingKeys(database: Database, limit: number, afterKey = ''): Promise<RemittanceKey[]> {
+/**
+ * Keys whose owed amount changed since their last computation, and whose change no started
+ * workflow will pick up: a workflow for hour S computes at S + hour x (1 + grace), and covers
+ * every change made before that. So a key ingested during hour R (workflow R started) is not
+ * swept at R + 1; a failure recorded after the last scheduled computation is.
+ */
+export async function findOwingKeys(database: Database, time: Pick<TimeSettings, 'hourMs' | 'graceHours'>, limit: number, afterKey = ''): Promise<RemittanceKey[]> {
   const r = await database.pool.query<RemittanceKey>(
     `SELECT billing_provider AS "billingProvider", billing_account_id AS "billingAccountId", org_id AS "orgId",
             product_tag AS "productTag", metric, sla, usage
-     FROM remittance_keys WHERE change_seq > computed_seq AND key > $1 ORDER BY key LIMIT $2`,
-    [afterKey, limit],
+     FROM remittance_keys
+     WHERE change_seq > computed_seq AND key > $1
+       AND (scheduled_hour IS NULL OR scheduled_hour + make_interval(secs => $3) <= last_change_at)
+     ORDER BY key LIMIT $2`,
+    [afterKey, limit, (time.hourMs * (1 + time.graceHours)) / 1000],
   );
   return r.rows;
+}
+
+/** Remember that the remittance of these keys for `hourMs` has been started. */
+export async function markScheduled(q: Database['pool'] | PoolClient, keys: string[], hourMs: number): Promise<void> {
+  if (keys.length === 0) return;
+  await q.query(
+    `UPDATE remittance_keys SET scheduled_hour = GREATEST(COALESCE(scheduled_hour, $2), $2) WHERE key = ANY($1::text[])`,
+    [keys, new Date(hourMs)],
+  );
 }
 
 export async function recordAudit(q: Database['pool'] | PoolClient, e: { actor: string; action: string; dryRun?: boolean; request: unknown; result?: unknown }): Promise<number> {

@@ -45,6 +45,11 @@ export const remittanceKeys = pgTable(
     changeSeq: bigint('change_seq', { mode: 'number' }).notNull().default(1),
     computedSeq: bigint('computed_seq', { mode: 'number' }).notNull().default(0),
     lastChangeAt: ts('last_change_at').notNull().default(sql`now()`),
+    /**
+     * The latest remittance hour a workflow was started for. Its computation (at the end of that
+     * hour plus grace) covers every change made before it, so the sweep leaves such keys alone.
+     */
+    scheduledHour: ts('scheduled_hour'),
   },
   (t) => [primaryKey({ columns: [t.key] }), index('remittance_keys_owing').on(t.key).where(sql`${t.changeSeq} > ${t.computedSeq}`)],
 );

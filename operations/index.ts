@@ -8,7 +8,7 @@
 
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
-import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
+import { previewRemittance, recordAudit, markKeysOwing, markScheduled, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
 import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
@@ -119,6 +119,7 @@ async function startCurrentHour(d: OperationDeps, keys: RemittanceKey[]): Promis
   const hour = hourStart((d.now ?? Date.now)(), d.time.hourMs);
   const ids: string[] = [];
   for (const k of keys) ids.push((await startRemittance({ client: d.temporal.client, taskQueue: d.temporal.taskQueue, time: d.time }, k, hour)).workflowId);
+  await markScheduled(d.database.pool, keys.map(keyString), hour);
   return ids;
 }
 

@@ -11,7 +11,10 @@ import type { Logger } from '../lib/log';
 import { startRemittance } from '../lib/remittance-client';
 import type { MarketplaceGateway } from '../marketplaces';
 
-export const SWEEP_SCHEDULE_ID = 'remit-sweep';
+/** One sweep schedule per task queue, so that several deployments (or tests) can share a namespace. */
+export function sweepScheduleId(taskQueue: string): string {
+  return `remit-sweep/${taskQueue}`;
+}
 
 export interface WorkerDeps {
   connection: NativeConnection;
@@ -56,16 +59,17 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
  */
 export async function ensureSweepSchedule(client: Client, taskQueue: string, time: TimeSettings): Promise<void> {
   const spec = { intervals: [{ every: time.hourMs, offset: Math.round(time.hourMs / 120) }] };
+  const scheduleId = sweepScheduleId(taskQueue);
   try {
     await client.schedule.create({
-      scheduleId: SWEEP_SCHEDULE_ID,
+      scheduleId,
       spec,
       action: { type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(time.hourMs, 60_000) },
     });
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(SWEEP_SCHEDULE_ID).update((prev) => ({ ...prev, spec, action: { ...prev.action, type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] } }));
+    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: { ...prev.action, type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] } }));
   }
 }
 

@@ -20,6 +20,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { RetryState } from '@temporalio/common';
 import type { RemittanceActivities } from '../activities';
 import type { RemittanceKey } from '../domain/key';
 import {
@@ -137,6 +138,7 @@ export async function remittanceWorkflow(input: RemittanceWorkflowInput): Promis
     if (remaining <= 0) return db.markExpired({ remittanceId, reason: 'The acceptance window closed before the record could be sent.' });
     const marketplace = proxyActivities<RemittanceActivities>({
       startToCloseTimeout: '2 minutes',
+      heartbeatTimeout: '10 seconds',
       // Retried until the marketplace's acceptance deadline, not a fixed count.
       scheduleToCloseTimeout: remaining,
       retry: {
@@ -149,7 +151,9 @@ export async function remittanceWorkflow(input: RemittanceWorkflowInput): Promis
     try {
       return await marketplace.sendRemittance({ remittanceId });
     } catch (err) {
-      if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) {
+      // Retries end at the deadline either as a timeout or, when the next backoff would pass the
+      // deadline, with the last retryable error and retry state TIMEOUT: both mean expired.
+      if (err instanceof ActivityFailure && (err.retryState === RetryState.TIMEOUT || err.cause instanceof TimeoutFailure)) {
         return db.markExpired({ remittanceId, reason: `Retried until the acceptance deadline; last error: ${lastMessage(err)}` });
       }
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {

@@ -14,16 +14,17 @@ import { loadCatalog, type Catalog } from '../../domain/catalog';
 import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
 import { createLogger } from '../../lib/log';
 import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
-import { createRemittanceWorker } from '../../workers/worker';
+import { createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
 import { createTestDatabase } from './db';
+import { auditLedger, type AuditReport } from '../../operations/audit';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 let runtimeInstalled = false;
-/** Worker and SDK logs at WARN, so test output shows failures rather than every state change. */
+/** Worker and SDK logs at ERROR (activity retries are expected here), so test output shows failures rather than every state change. */
 function installRuntime() {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger((process.env.TEMPORAL_LOG_LEVEL as 'WARN') || 'WARN') });
+  Runtime.install({ logger: new DefaultLogger((process.env.TEMPORAL_LOG_LEVEL as 'ERROR') || 'ERROR') });
 }
 /** One workflow bundle per test process. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
@@ -37,6 +38,8 @@ export interface TestStackOptions {
   awsAcceptanceHours?: number;
   /** Extra environment for loadConfig. */
   env?: NodeJS.ProcessEnv;
+  /** Create the hourly sweep schedule for this stack's task queue (hours are scaled). */
+  sweep?: boolean;
 }
 
 export interface TestStack {
@@ -53,6 +56,8 @@ export interface TestStack {
   /** Start (another) worker on the same task queue; returned so a test can stop it. */
   startWorker(): Promise<{ worker: Worker; done: Promise<void> }>;
   request(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+  /** `remit audit` against this stack's ledger and the AWS emulator's records. */
+  audit(): Promise<AuditReport>;
   currentHourMs(): number;
   stop(): Promise<void>;
 }
@@ -81,7 +86,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   });
   const time = timeSettings(config.time);
   const catalog = loadCatalog(config.catalogPath);
-  const log = createLogger('test', process.env.LOG_LEVEL || 'warn');
+  const log = createLogger('test', process.env.LOG_LEVEL || 'error');
   const taskQueue = `test-${randomUUID()}`;
   const connection = await NativeConnection.connect({ address: temporalAddress });
   const clientConnection = await Connection.connect({ address: temporalAddress });
@@ -95,6 +100,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     return w;
   };
   await startWorker();
+  if (o.sweep) await ensureSweepSchedule(client, taskQueue, time);
   const api: FastifyInstance = await buildApi({ database, catalog, time, temporal: { client, taskQueue }, tokens, log });
   const address = await api.listen({ port: 0, host: '127.0.0.1' });
 
@@ -111,6 +117,13 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     marketplaces,
     startWorker,
     currentHourMs: () => Math.floor(Date.now() / o.hourMs) * o.hourMs,
+    audit: () =>
+      auditLedger({
+        database,
+        catalog,
+        time,
+        marketplaceRecords: { aws: aws.records().map((r) => ({ marketplace: 'aws' as const, receiptId: r.receiptId, customer: r.customer, dimension: r.dimension, quantity: r.quantity, hourMs: Date.parse(r.hour) })) },
+      }),
     async request(method, path, body, token) {
       const headers: Record<string, string> = {};
       if (token !== null) headers.authorization = `Bearer ${token ?? tokens.operator}`;
@@ -127,6 +140,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     },
     async stop() {
       await api.close();
+      if (o.sweep) await client.schedule.getHandle(sweepScheduleId(taskQueue)).delete().catch(() => undefined);
       for (const w of workers) {
         if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
         await w.done.catch(() => undefined);

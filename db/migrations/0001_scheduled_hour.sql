@@ -1,0 +1,1 @@
+ALTER TABLE "remittance_keys" ADD COLUMN "scheduled_hour" timestamp with time zone;

@@ -1,0 +1,206 @@
+// Failure stories on the real stack with scaled hours. Each ends checked against the AWS
+// emulator's records and the ledger, and with `remit audit` passing.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+
+const run = promisify(execFile);
+
+function tally(stack: TestStack, orgId: string, account: string, value: number, hourMs = stack.currentHourMs()) {
+  return {
+    orgId,
+    productTag: 'rhel-for-x86-els-payg-addon',
+    metric: 'vCPUs',
+    sla: 'Premium',
+    usage: 'Production',
+    billingProvider: 'aws',
+    billingAccountId: account,
+    hour: new Date(hourMs).toISOString(),
+    value,
+  };
+}
+
+const newAccount = () => String(100000000000 + Math.floor(Math.random() * 899999999999));
+
+async function remittances(stack: TestStack, orgId: string): Promise<any[]> {
+  const r = await stack.request('GET', `/v1/remittances?orgId=${orgId}`);
+  assert.equal(r.status, 200);
+  return r.body.items;
+}
+
+const settled = (items: any[]) => items.length > 0 && items.every((i) => !['Pending', 'Sending'].includes(i.status));
+
+async function assertAuditClean(stack: TestStack) {
+  const report = await stack.audit();
+  assert.deepEqual(report.violations, [], 'remit audit must pass');
+}
+
+async function fault(stack: TestStack, spec: unknown) {
+  const r = await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+  assert.equal(r.status, 200, await r.text());
+}
+
+describe('retryable failures shorter than the window', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startTestStack({ hourMs: 3000, graceHours: 0.25, awsAcceptanceHours: 8 });
+  });
+  after(async () => stack?.stop());
+
+  it('a throttling storm and a marketplace outage end in one record per hour, nothing lost', async () => {
+    const [throttled, outage] = [newAccount(), newAccount()];
+    const orgA = `org-${randomUUID().slice(0, 8)}`;
+    const orgB = `org-${randomUUID().slice(0, 8)}`;
+    await fault(stack, { kind: 'throttle', durationMs: 6000, match: { customer: throttled } });
+    await fault(stack, { kind: 'server-error', durationMs: 6000, match: { customer: outage } });
+    for (const [org, acct, v] of [[orgA, throttled, 7], [orgB, outage, 9]] as const) {
+      const r = await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, org, acct, v)] }, stack.tokens.ingest);
+      assert.equal(r.status, 202);
+    }
+    for (const [org, acct, v] of [[orgA, throttled, 7], [orgB, outage, 9]] as const) {
+      const items = await eventually(async () => {
+        const all = await remittances(stack, org);
+        return settled(all) ? all : undefined;
+      }, 40_000, `remittance of ${org}`);
+      assert.equal(items.length, 1);
+      assert.equal(items[0].status, 'Succeeded', items[0].reason);
+      assert.ok(items[0].attempts > 1, 'it was retried');
+      assert.match(items[0].lastError ?? '', /rate_limit|unavailable/);
+      const recs = stack.aws.records().filter((r) => r.customer === acct);
+      assert.equal(recs.length, 1);
+      assert.equal(recs[0]!.quantity, v);
+    }
+    const calls = stack.aws.calls().filter((c) => c.outcome !== 'ok');
+    assert.ok(calls.some((c) => c.outcome.includes('Throttling')) && calls.some((c) => c.httpStatus === 500), 'both faults really happened');
+    await assertAuditClean(stack);
+  });
+
+  it('a customer not subscribed fails visibly, then is billed after a retry signal sent by query with the temporal CLI', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    await fault(stack, { kind: 'not-subscribed', count: 1, match: { customer: acct } });
+    assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 5)] }, stack.tokens.ingest)).status, 202);
+    const [failed] = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.length === 1 && all[0].status === 'Failed' ? all : undefined;
+    }, 30_000, 'the failure');
+    assert.equal(failed.errorCode, 'marketplace_customer_not_subscribed');
+    assert.ok(failed.reason && failed.reason.length > 10, 'a human reason');
+    assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 0);
+
+    // Visible in Temporal: status and error code as search attributes, the reason in the details.
+    const query = `RemittanceStatus="Failed" AND RemittanceErrorCode="marketplace_customer_not_subscribed" AND OrgId="${orgId}"`;
+    await eventually(async () => {
+      for await (const wf of stack.client.workflow.list({ query })) if (wf.workflowId === failed.workflowId) return true;
+      return false;
+    }, 15_000, 'the failed workflow in visibility');
+    const state = await stack.client.workflow.getHandle(failed.workflowId).query('state');
+    assert.equal((state as any).status, 'Failed');
+
+    // The operator fixed the subscription (the fault was used once); bulk replay by query.
+    const cli = process.env.TEMPORAL_CLI_PATH;
+    assert.ok(cli, 'TEMPORAL_CLI_PATH is set by npm test');
+    await run(cli, ['workflow', 'signal', '--address', process.env.TEMPORAL_ADDRESS!, '--namespace', stack.config.temporalNamespace, '--query', query, '--name', 'retry', '--input', '{"actor":"test-operator","reason":"subscription fixed"}', '--reason', 'subscription fixed', '--yes']);
+
+    const [done] = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.length === 1 && all[0].status === 'Succeeded' ? all : undefined;
+    }, 30_000, 'the retried remittance').catch(async (e) => {
+      console.error(JSON.stringify(await remittances(stack, orgId), null, 1));
+      const h = await stack.client.workflow.getHandle(failed.workflowId).fetchHistory();
+      console.error(JSON.stringify(h.events?.map((e) => e.eventType)));
+      throw e;
+    });
+    const recs = stack.aws.records().filter((r) => r.customer === acct);
+    assert.equal(recs.length, 1);
+    assert.equal(recs[0]!.quantity, 5);
+    assert.equal(recs[0]!.receiptId, done.receiptId);
+    assert.equal(recs[0]!.timestampMs, Date.parse(done.remittanceHour), 'sent in its own hour');
+    const audit = await stack.request('GET', '/v1/audit');
+    assert.ok(audit.body.items.some((e: any) => e.action === 'signal:retry' && e.actor === 'test-operator'));
+    await assertAuditClean(stack);
+  });
+
+});
+
+describe('operator reset', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await startTestStack({ hourMs: 3000, graceHours: 0.25, awsAcceptanceHours: 8 });
+  });
+  after(async () => stack?.stop());
+
+  it('a reset of a range the marketplace never billed is previewed, then billed again exactly once', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 3)] }, stack.tokens.ingest)).status, 202);
+    const [first] = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.length === 1 && all[0].status === 'Succeeded' ? all : undefined;
+    }, 30_000, 'the first remittance');
+    // The marketplace lost it (the emulator forgets everything): the ledger says billed, AWS does not.
+    stack.aws.reset();
+    const body = { productTag: 'rhel-for-x86-els-payg-addon', start: new Date(Date.parse(first.remittanceHour) - 1000).toISOString(), end: new Date(Date.parse(first.remittanceHour) + 1000).toISOString(), orgIds: [orgId], dryRun: true };
+    const preview = await stack.request('POST', '/v1/remittances/reset', body);
+    assert.equal(preview.status, 200, JSON.stringify(preview.body));
+    assert.equal(preview.body.dryRun, true);
+    assert.deepEqual(preview.body.changes.map((c: any) => [c.remittanceId, c.quantity, c.action]), [[first.id, 3, 'void']]);
+    assert.equal((await remittances(stack, orgId))[0].status, 'Succeeded', 'a dry run changes nothing');
+
+    const done = await stack.request('POST', '/v1/remittances/reset', { ...body, dryRun: false });
+    assert.equal(done.status, 200);
+    assert.equal(done.body.started.length, 1);
+    const items = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.length === 2 && settled(all) ? all : undefined;
+    }, 30_000, 'the re-billing');
+    const byId = new Map(items.map((i) => [i.id, i]));
+    assert.equal(byId.get(first.id).status, 'Voided');
+    const again = items.find((i) => i.id !== first.id);
+    assert.equal(again.status, 'Succeeded');
+    assert.equal(again.quantity, 3);
+    assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 1, 'billed again exactly once');
+    const audit = await stack.request('GET', '/v1/audit');
+    const resets = audit.body.items.filter((e: any) => e.action === 'reset');
+    assert.deepEqual(resets.slice(0, 2).map((e: any) => e.dryRun), [false, true]);
+    await assertAuditClean(stack);
+  });
+});
+
+describe('an outage longer than the acceptance window', () => {
+  let stack: TestStack;
+  before(async () => {
+    // 2-second hours, a 2-hour window: a record of hour R is rejected from R + 4 s on.
+    stack = await startTestStack({ hourMs: 2000, graceHours: 0.25, awsAcceptanceHours: 2, sweep: true });
+  });
+  after(async () => stack?.stop());
+
+  it('expires the hour and bills its amount in a later hour single record', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    await fault(stack, { kind: 'server-error', durationMs: 5000, match: { customer: acct } });
+    const hour = stack.currentHourMs();
+    assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 11, hour)] }, stack.tokens.ingest)).status, 202);
+    const items = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.some((i) => i.status === 'Succeeded') && settled(all) ? all : undefined;
+    }, 40_000, 'the re-billing in a later hour');
+    const expired = items.find((i) => i.remittanceHour === new Date(hour).toISOString());
+    assert.equal(expired.status, 'Expired', JSON.stringify(expired));
+    assert.equal(expired.errorCode, 'marketplace_window_expired');
+    assert.ok(expired.rebilledBy, 'the expired amount says where it was billed');
+    const ok = items.filter((i) => i.status === 'Succeeded');
+    assert.equal(ok.length, 1);
+    assert.ok(Date.parse(ok[0].remittanceHour) > hour);
+    assert.equal(expired.rebilledBy.remittanceId, ok[0].id);
+    const recs = stack.aws.records().filter((r) => r.customer === acct);
+    assert.equal(recs.length, 1);
+    assert.equal(recs[0]!.quantity, 11);
+    assert.equal(recs[0]!.timestampMs, Date.parse(ok[0].remittanceHour));
+    await assertAuditClean(stack);
+  });
+});
