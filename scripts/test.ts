@@ -3,7 +3,7 @@
 //
 //   npm test                         every test file: test/unit/** first, then test/integration/**
 //   npm test -- embedded infra       only files whose path contains "embedded" or "infra"
-//   npm test -- --test-name-pattern=isolation   extra flags go to `node --test`
+//   npm test -- --test-name-pattern=isolation   (also --test-only) passed on to node:test
 //
 // The test runner's own report (with its final pass/fail counts) is the last thing printed:
 // set-up and tear-down messages go to stderr, and tear-down stays quiet unless it fails.
@@ -17,8 +17,11 @@ import { ensureTemporalCli, startTemporalDevServer, type DevServer } from './lib
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
 
-/** Generous: integration stories run several scaled "hours" against the real stack. */
-const TEST_TIMEOUT_MS = Number(process.env.REMIT_TEST_TIMEOUT_MS) || 10 * 60_000;
+/**
+ * Per test FILE (Node 20's runner times files, not single tests): generous, since integration
+ * stories run several scaled "hours" against the real stack, but far below CI's limit.
+ */
+const TEST_TIMEOUT_MS = Number(process.env.REMIT_TEST_TIMEOUT_MS) || 15 * 60_000;
 
 function findTests(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -103,18 +106,7 @@ async function main(): Promise<number> {
     delete env.DATABASE_URL;
     delete env.NODE_TEST_CONTEXT;
 
-    const args = [
-      '--import',
-      'tsx',
-      '--test',
-      '--test-concurrency=1',
-      `--test-timeout=${TEST_TIMEOUT_MS}`,
-      // A test file that leaves a handle open (a pool, a timer) must not hang the whole run.
-      '--test-force-exit',
-      '--test-reporter=spec',
-      ...runnerFlags,
-      ...files,
-    ];
+    const args = ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'lib', 'node-test-run.ts'), `--timeout=${TEST_TIMEOUT_MS}`, ...runnerFlags, '--', ...files];
     runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
     const code = await new Promise<number>((resolve) => {
       runner?.once('error', (err) => {
