@@ -6,6 +6,7 @@ import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
 import { createLogger } from '../lib/log';
+import { untilReady } from '../lib/retry';
 import { buildApi } from './app';
 
 async function main() {
@@ -14,9 +15,10 @@ async function main() {
   if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required for the API (the local stack sets it)');
   if (!cfg.ingestToken || !cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN are required');
   if (cfg.ingestToken === cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN must differ');
-  await migrate(cfg.databaseUrl);
+  const databaseUrl = cfg.databaseUrl;
+  await untilReady('the database', () => migrate(databaseUrl), log);
   const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-api', max: 20 });
-  const connection = await Connection.connect({ address: cfg.temporalAddress });
+  const connection = await untilReady('Temporal', () => Connection.connect({ address: cfg.temporalAddress }), log);
   const client = new Client({ connection, namespace: cfg.temporalNamespace });
   const app = await buildApi({
     database,

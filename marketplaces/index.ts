@@ -65,7 +65,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
     });
     lanes.azure = {
       client: azure,
-      batcher: createBatcher({ client: azure, groupKey: () => 'azure', rateKey: () => 'azure', lingerMs, rateLimiter, isExpired: () => false, log }),
+      batcher: createBatcher({ client: azure, groupKey: () => 'azure', rateKey: () => 'azure', lingerMs, rateLimiter, isExpired: (r) => azure.isExpired(r), log }),
     };
   } else {
     log.warn('Azure is not configured (AZURE_METERING_ENDPOINT, AZURE_CLIENT_SECRET): Azure remittances will fail until it is');

@@ -16,6 +16,7 @@ import { createLogger } from '../../lib/log';
 import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
 import { createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
 import { createTestDatabase } from './db';
+import { APP, TENANT, startAzureStack, type AzureStack } from './azure';
 import { auditLedger, type AuditReport } from '../../operations/audit';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -45,6 +46,8 @@ export interface TestStackOptions {
 export interface TestStack {
   apiUrl: string;
   aws: AwsEmulator;
+  /** The Azure metering and Entra emulators (HTTPS, local CA). */
+  azure: AzureStack;
   database: Database;
   client: Client;
   taskQueue: string;
@@ -73,6 +76,8 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   await migrate(testDb.url);
   const database = openDatabase(testDb.url, { max: 20 });
   const aws = await startAwsEmulator({ hourMs: o.hourMs, acceptanceHours, host: '127.0.0.1' });
+  const azureAcceptanceHours = Number(o.env?.REMIT_AZURE_ACCEPTANCE_HOURS ?? 24);
+  const azure = await startAzureStack({ hourMs: o.hourMs, acceptanceHours: azureAcceptanceHours });
   const tokens = { ingest: `ingest-${randomUUID()}`, operator: `operator-${randomUUID()}` };
   const config = loadConfig({
     ...process.env,
@@ -81,7 +86,12 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     REMIT_AWS_ACCEPTANCE_HOURS: String(acceptanceHours),
     AWS_METERING_ENDPOINT: aws.url,
     DATABASE_URL: testDb.url,
-    AZURE_METERING_ENDPOINT: '',
+    AZURE_METERING_ENDPOINT: azure.azure.url,
+    AZURE_AUTHORITY_HOST: azure.entra.url,
+    AZURE_TENANT_ID: TENANT,
+    AZURE_CLIENT_ID: APP.clientId,
+    AZURE_CLIENT_SECRET: APP.clientSecret,
+    REMIT_EXTRA_CA_CERT_FILE: azure.certs.caFile,
     ...o.env,
   });
   const time = timeSettings(config.time);
@@ -107,6 +117,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   return {
     apiUrl: address,
     aws,
+    azure,
     database,
     client,
     taskQueue,
@@ -122,7 +133,10 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
         database,
         catalog,
         time,
-        marketplaceRecords: { aws: aws.records().map((r) => ({ marketplace: 'aws' as const, receiptId: r.receiptId, customer: r.customer, dimension: r.dimension, quantity: r.quantity, hourMs: Date.parse(r.hour) })) },
+        marketplaceRecords: {
+          aws: aws.records().map((r) => ({ marketplace: 'aws' as const, receiptId: r.receiptId, customer: r.customer, dimension: r.dimension, quantity: r.quantity, hourMs: Date.parse(r.hour) })),
+          azure: azure.azure.records().map((r) => ({ marketplace: 'azure' as const, receiptId: r.receiptId, customer: r.customer, dimension: r.dimension, quantity: r.quantity, hourMs: Date.parse(r.hour) })),
+        },
       }),
     async request(method, path, body, token) {
       const headers: Record<string, string> = {};
@@ -147,6 +161,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
       }
       await marketplaces.close();
       await aws.close();
+      await azure.close();
       await clientConnection.close();
       await connection.close();
       await database.close();
