@@ -20,7 +20,6 @@ import {
   voidRemittances,
   withTransaction,
   findOwingKeys,
-  markScheduled,
   type RemittanceRow,
   type TimeSettings,
 } from '../db/ledger';
@@ -37,8 +36,8 @@ export interface ActivityDeps {
   time: TimeSettings;
   marketplaces: MarketplaceGateway;
   log: Logger;
-  /** Starts the current hour's remittance of a key (idempotent); used by the hourly sweep. */
-  startRemittance?: (key: RemittanceKey, hourMs: number) => Promise<void>;
+  /** Starts the remittances of keys for an hour (idempotent); used by the hourly sweep. */
+  startRemittances?: (keys: RemittanceKey[], hourMs: number) => Promise<unknown>;
   now?: () => number;
 }
 
@@ -148,18 +147,15 @@ export function createActivities(deps: ActivityDeps) {
 
     /** The hourly sweep: start the current hour's remittance of every key that still owes. */
     async startOwingRemittances(a: { atMs: number }): Promise<{ started: number }> {
-      if (!deps.startRemittance) throw new Error('startOwingRemittances needs a Temporal client');
+      if (!deps.startRemittances) throw new Error('startOwingRemittances needs a Temporal client');
       const hour = Math.floor(a.atMs / deps.time.hourMs) * deps.time.hourMs;
       let started = 0;
       let after = '';
       for (;;) {
         const keys = await findOwingKeys(database, deps.time, 500, after);
         if (keys.length === 0) break;
-        for (const key of keys) {
-          await deps.startRemittance(key, hour);
-          started += 1;
-        }
-        await markScheduled(database.pool, keys.map(keyString), hour);
+        await deps.startRemittances(keys, hour);
+        started += keys.length;
         Context.current().heartbeat(started);
         const last = keys[keys.length - 1]!;
         after = keyString(last);

@@ -1,12 +1,12 @@
 // The HTTP API (interface.md): ingestion, contracts, remittance reports and operator actions.
 // Bad input gets a 4xx with a clear message and changes nothing; the service keeps running.
 
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { putContract, listContracts } from '../db/contracts';
-import { markScheduled, type TimeSettings } from '../db/ledger';
+import type { TimeSettings } from '../db/ledger';
 import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilter } from '../db/reports';
 import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
@@ -16,7 +16,7 @@ import { validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
-import { startRemittance } from '../lib/remittance-client';
+import { startRemittances } from '../lib/remittance-client';
 import { parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps } from '../operations';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
 import { openApiDocument } from './openapi';
@@ -129,11 +129,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const todo = keys.filter((k) => !started.has(keyString(k)));
     const temporal = deps.temporal;
     try {
-      await runLimited(todo, 16, async (k) => {
-        await startRemittance({ client: temporal.client, taskQueue: temporal.taskQueue, time: deps.time }, k, hour);
-        started.add(keyString(k));
-      });
-      await markScheduled(deps.database.pool, todo.map(keyString), hour);
+      await startRemittances({ client: temporal.client, taskQueue: temporal.taskQueue, time: deps.time, database: deps.database }, todo, hour);
+      for (const k of todo) started.add(keyString(k));
       return { remittancesStarted: todo.length };
     } catch (err) {
       deps.log.warn({ err }, 'could not start remittance workflows; the hourly sweep will start them');
@@ -240,15 +237,3 @@ function present(r: Awaited<ReturnType<typeof listRemittances>>['items'][number]
   };
 }
 
-async function runLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  });
-  await Promise.all(workers);
-}
-
-export type { HttpError };
-export function sendError(reply: FastifyReply, status: number, message: string) {
-  return reply.status(status).send({ error: message });
-}

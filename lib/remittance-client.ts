@@ -3,10 +3,12 @@
 // closed one is left alone (its hour is over; a later hour bills what it did not).
 
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { remittanceWorkflowId, type RemittanceKey } from '../domain/key';
+import { keyString, remittanceWorkflowId, type RemittanceKey } from '../domain/key';
+import type { Database } from '../db/client';
+import { markScheduled } from '../db/ledger';
 import { SA } from '../workflows/definitions';
 import type { RemittanceWorkflowInput } from '../workflows/remittance';
-import type { TimeSettings } from '../db/ledger';
+import type { TimeSettings } from '../config/env';
 
 export interface RemittanceStarterOptions {
   client: Client;
@@ -48,4 +50,23 @@ export async function startRemittance(o: RemittanceStarterOptions, key: Remittan
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, started: false };
     throw err;
   }
+}
+
+/**
+ * Start the remittance of every key for `hourMs` (idempotent per key and hour), a few at a
+ * time, and record in the ledger that their changes are covered, so the hourly sweep does not
+ * start them again. Used by ingestion, contracts, operator actions, the sweep and the usage pull.
+ */
+export async function startRemittances(o: RemittanceStarterOptions & { database: Database; concurrency?: number }, keys: RemittanceKey[], hourMs: number): Promise<string[]> {
+  const ids: string[] = new Array(keys.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(o.concurrency ?? 16, keys.length) }, async () => {
+    while (next < keys.length) {
+      const i = next++;
+      ids[i] = (await startRemittance(o, keys[i]!, hourMs)).workflowId;
+    }
+  });
+  await Promise.all(lanes);
+  await markScheduled(o.database.pool, keys.map(keyString), hourMs);
+  return ids;
 }

@@ -8,12 +8,12 @@
 
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
-import { previewRemittance, recordAudit, markKeysOwing, markScheduled, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
+import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
 import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
 import { hourStart } from '../domain/time';
-import { startRemittance } from '../lib/remittance-client';
+import { startRemittances } from '../lib/remittance-client';
 import { retrySignal } from '../workflows/definitions';
 
 export interface OperationDeps {
@@ -115,12 +115,8 @@ async function selectAll(database: Database, f: RemittanceFilter): Promise<Remit
 const keyOf = (r: RemittanceItem): RemittanceKey => parseKeyString(r.key);
 
 async function startCurrentHour(d: OperationDeps, keys: RemittanceKey[]): Promise<string[]> {
-  if (!d.temporal) return [];
-  const hour = hourStart((d.now ?? Date.now)(), d.time.hourMs);
-  const ids: string[] = [];
-  for (const k of keys) ids.push((await startRemittance({ client: d.temporal.client, taskQueue: d.temporal.taskQueue, time: d.time }, k, hour)).workflowId);
-  await markScheduled(d.database.pool, keys.map(keyString), hour);
-  return ids;
+  if (!d.temporal || keys.length === 0) return [];
+  return startRemittances({ ...d.temporal, time: d.time, database: d.database }, keys, hourStart((d.now ?? Date.now)(), d.time.hourMs));
 }
 
 function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {

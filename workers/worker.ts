@@ -8,7 +8,7 @@ import type { RemitConfig, TimeSettings } from '../config/env';
 import type { Database } from '../db/client';
 import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
-import { startRemittance } from '../lib/remittance-client';
+import { startRemittances } from '../lib/remittance-client';
 import type { MarketplaceGateway } from '../marketplaces';
 
 /** One sweep schedule per task queue, so that several deployments (or tests) can share a namespace. */
@@ -37,9 +37,7 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
     time: d.time,
     marketplaces: d.marketplaces,
     log: d.log,
-    startRemittance: async (key, hourMs) => {
-      await startRemittance({ client: d.client, taskQueue: d.taskQueue, time: d.time }, key, hourMs);
-    },
+    startRemittances: (keys, hourMs) => startRemittances({ client: d.client, taskQueue: d.taskQueue, time: d.time, database: d.database }, keys, hourMs),
   });
   return Worker.create({
     connection: d.connection,
