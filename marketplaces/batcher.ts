@@ -138,6 +138,22 @@ interface Group {
   draining: boolean;
 }
 
+/**
+ * Deadline first: a record's acceptance deadline is its hour plus the marketplace's window, so
+ * the oldest hour waiting is the one closest to being rejected. Under a backlog (throttling, an
+ * outage ending) it is sent first; records of equal hours keep their arrival order.
+ */
+export function insertByDeadline(queue: { record: UsageRecord }[], entry: { record: UsageRecord }): void {
+  let lo = 0;
+  let hi = queue.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((queue[mid] as { record: UsageRecord }).record.timestampMs <= entry.record.timestampMs) lo = mid + 1;
+    else hi = mid;
+  }
+  queue.splice(lo, 0, entry);
+}
+
 export function windowExpired(record: UsageRecord): SendOutcome {
   return {
     kind: 'terminal',
@@ -166,7 +182,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
       groups.set(key, g);
     }
     if (front) g.queue.unshift(entry);
-    else g.queue.push(entry);
+    else insertByDeadline(g.queue, entry);
     if (g.draining) return;
     if (g.queue.length >= maxBatchSize || front) startDrain(key, g);
     else if (!g.timer) g.timer = setTimeout(() => startDrain(key, g), options.lingerMs);
