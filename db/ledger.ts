@@ -20,10 +20,10 @@ import type { MarketplaceCustomer } from '../marketplaces/types';
 import { decideRemittance, type PeriodDecision } from '../domain/remittance';
 import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
+import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
 import type { TimeSettings } from '../config/env';
 
-/** Statuses whose amount no longer counts as remitted (billed again by a later hour). */
-export const NOT_REMITTED: readonly RemittanceStatus[] = ['Failed', 'Expired', 'Voided'];
+export { NOT_REMITTED };
 
 export type { TimeSettings };
 
@@ -197,7 +197,7 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
   const found = await c.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM remittances r WHERE r.key = $1 AND r.remittance_hour = $2`, [k, hour]);
   const existing = dryRun ? undefined : found.rows[0];
   if (existing) {
-    const recomputable = a.mode === 'retry' && (['Failed', 'NothingDue', 'WaitingForContract'] as RemittanceStatus[]).includes(existing.status) && a.nowMs < deadlineMs;
+    const recomputable = a.mode === 'retry' && RECOMPUTABLE.includes(existing.status) && a.nowMs < deadlineMs;
     if (!recomputable) {
       return { remittanceId: existing.id, status: existing.status, bill: existing.bill, dimension: existing.dimension, errorCode: existing.errorCode, reason: existing.reason, deadlineMs, existing: true, periods: [] };
     }
@@ -255,7 +255,7 @@ export async function markSending(database: Database, id: string): Promise<{ row
     const r = await c.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM remittances r WHERE r.id = $1 FOR UPDATE`, [id]);
     const row = r.rows[0];
     if (!row) return undefined;
-    if (row.status !== 'Pending' && row.status !== 'Sending') return { row, wasInFlight: false };
+    if (!sourcesOf('Sending').includes(row.status)) return { row, wasInFlight: false };
     await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, updated_at = now() WHERE id = $1`, [id]);
     return { row: { ...row, status: 'Sending', attempts: row.attempts + 1 }, wasInFlight: row.status === 'Sending' };
   });
@@ -275,13 +275,13 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
     if (o.status === 'Succeeded') {
       await c.query(
         `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, updated_at=now()
-         WHERE id=$1 AND status IN ('Pending','Sending')`,
-        [id, o.receiptId],
+         WHERE id=$1 AND status = ANY($3)`,
+        [id, o.receiptId, sourcesOf('Succeeded')],
       );
     } else {
       const r = await c.query<{ key: string }>(
-        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE id=$1 AND status IN ('Pending','Sending') RETURNING key`,
-        [id, o.status, o.errorCode, o.reason],
+        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE id=$1 AND status = ANY($5) RETURNING key`,
+        [id, o.status, o.errorCode, o.reason, sourcesOf(o.status).filter((s) => s === 'Pending' || s === 'Sending')],
       );
       await markKeysOwing(c, r.rows.map((x) => x.key));
     }
@@ -297,8 +297,8 @@ export async function recordAttemptError(database: Database, id: string, message
 export async function voidRemittances(c: PoolClient, ids: string[], reason: string): Promise<number> {
   if (ids.length === 0) return 0;
   const r = await c.query<{ key: string }>(
-    `UPDATE remittances SET status='Voided', reason=$2, updated_at=now() WHERE id = ANY($1) AND status <> 'Voided' RETURNING key`,
-    [ids, reason],
+    `UPDATE remittances SET status='Voided', reason=$2, updated_at=now() WHERE id = ANY($1) AND status = ANY($3) RETURNING key`,
+    [ids, reason, sourcesOf('Voided')],
   );
   await markKeysOwing(c, [...new Set(r.rows.map((x) => x.key))]);
   return r.rowCount ?? 0;

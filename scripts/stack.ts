@@ -174,8 +174,10 @@ async function main() {
       REMIT_INGEST_TOKEN: t.ingest,
       REMIT_OPERATOR_TOKEN: t.operator,
     });
-    say(`Starting the remit worker ...`);
-    await sup.start({ name: 'worker', command: process.execPath, args: [...tsx, path.join(root, 'workers', 'main.ts')], env: serviceEnv });
+    const workerMetricsPort = await pickPort(9464);
+    say(`Starting the remit worker (Temporal SDK metrics on http://127.0.0.1:${workerMetricsPort}/metrics) ...`);
+    await sup.start({ name: 'worker', command: process.execPath, args: [...tsx, path.join(root, 'workers', 'main.ts')], env: { ...serviceEnv, REMIT_WORKER_METRICS_PORT: String(workerMetricsPort) } });
+    state.workerMetrics = `http://127.0.0.1:${workerMetricsPort}/metrics`;
     say(`Starting the remit API on ${apiUrl} ...`);
     await sup.start({ name: 'api', command: process.execPath, args: [...tsx, path.join(root, 'api', 'main.ts')], env: serviceEnv, ready: () => httpReady(`${apiUrl}/healthz`) });
 
@@ -184,7 +186,7 @@ async function main() {
       openapi: `${apiUrl}/openapi.json`,
       metrics: `${apiUrl}/metrics`,
       temporal: { address: temporalAddress, namespace: env.TEMPORAL_NAMESPACE || 'default', webUi: uiUrl ?? null, cli: cli.path },
-      database: databaseUrl.replace(/:[^:@/]*@/, ':***@'),
+      database: databaseUrl,
       emulators,
       tokens: t,
       hourSeconds: Number(hourSeconds),
@@ -198,6 +200,7 @@ async function main() {
 remit is running (one "hour" = ${hourSeconds} s). Ctrl-C stops everything.
 
   API             ${apiUrl}          (OpenAPI: ${apiUrl}/openapi.json, metrics: ${apiUrl}/metrics)
+  worker metrics  ${state.workerMetrics}
   Temporal UI     ${uiUrl ?? '(external Temporal)'}        Temporal frontend: ${temporalAddress}
   AWS emulator    ${emulators.aws?.url ?? '(real endpoint)'}          admin: ${emulators.aws?.admin ?? '-'}/records
   Azure emulator  ${emulators.azure?.url ?? '(real endpoint)'}         Entra: ${emulators.entra?.url ?? '-'}

@@ -1,6 +1,7 @@
 // `node --import tsx workers/main.ts`: one remittance worker process (the local stack runs it;
 // production runs as many as needed). Applies migrations, ensures the sweep schedule, runs.
 
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig, timeSettings } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
@@ -10,9 +11,27 @@ import { untilReady } from '../lib/retry';
 import { createMarketplaceGateway } from '../marketplaces';
 import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from './worker';
 
+/**
+ * Temporal's runtime: its logs (workflow, activity, SDK and core) through our pino logger, and
+ * its metrics (temporal_activity_execution_failed, temporal_workflow_task_schedule_to_start_latency,
+ * ...) on a Prometheus endpoint when REMIT_WORKER_METRICS_PORT is set.
+ */
+function installRuntime(log: ReturnType<typeof createLogger>, metricsPort: string | undefined) {
+  const level = (log.level === 'debug' || log.level === 'trace' ? 'DEBUG' : log.level === 'warn' ? 'WARN' : log.level === 'error' ? 'ERROR' : 'INFO') as LogLevel;
+  const temporalLog = log.child({ component: 'temporal' });
+  Runtime.install({
+    logger: new DefaultLogger(level, (e) => {
+      const fn = e.level === 'ERROR' ? 'error' : e.level === 'WARN' ? 'warn' : e.level === 'INFO' ? 'info' : 'debug';
+      temporalLog[fn](e.meta ?? {}, e.message);
+    }),
+    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } } } : {}),
+  });
+}
+
 async function main() {
   const cfg = loadConfig();
   const log = createLogger('worker', cfg.logLevel);
+  installRuntime(log, process.env.REMIT_WORKER_METRICS_PORT);
   if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required for the worker (the local stack sets it)');
   const databaseUrl = cfg.databaseUrl;
   await untilReady('the database', () => migrate(databaseUrl), log);
