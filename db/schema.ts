@@ -141,3 +141,19 @@ export const auditLog = pgTable(
   },
   (t) => [index('audit_log_at').on(t.at)],
 );
+
+/**
+ * Marketplace calls in the last moments, per rate key (seller account + region): the shared
+ * state of the cross-worker rate limiter (db/rate-limiter.ts). Rows older than a minute are
+ * deleted as new ones arrive.
+ */
+export const marketplaceCalls = pgTable(
+  'marketplace_calls',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    rateKey: text('rate_key').notNull(),
+    /** When the call started, then (on release) when it finished: it counts until at + window. */
+    at: ts('at').notNull().default(sql`clock_timestamp()`),
+  },
+  (t) => [index('marketplace_calls_key_at').on(t.rateKey, t.at)],
+);
