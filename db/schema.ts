@@ -157,3 +157,23 @@ export const marketplaceCalls = pgTable(
   },
   (t) => [index('marketplace_calls_key_at').on(t.rateKey, t.at)],
 );
+
+/**
+ * Progress of the usage pull (docs/usage-source.md): one row per hour read from the usage source.
+ * `pulling`: being read, or retrying after a read failure (`last_error`, `attempts`); `pulled`: its
+ * tallies are stored (`tallies` of them, at `pulled_at`); `failed`: the source's data for the hour
+ * cannot be billed (`last_error` says why) and nothing of it was stored. Hours without a row, or
+ * left `pulling` by a run that stopped, are back-filled by the next run.
+ */
+export const usagePulls = pgTable(
+  'usage_pulls',
+  {
+    hour: ts('hour').primaryKey(),
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error'),
+    tallies: integer('tallies'),
+    pulledAt: ts('pulled_at'),
+  },
+  (t) => [index('usage_pulls_status').on(t.status, t.hour), check('usage_pulls_status_known', sql`${t.status} IN ('pulling', 'pulled', 'failed')`)],
+);
