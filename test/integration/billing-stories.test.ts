@@ -1,0 +1,305 @@
+// billing.md stories on the real stack: tallies and contracts through the HTTP API, the hourly
+// workflow on the real Temporal server, the ledger in real PostgreSQL, records through the real AWS
+// SDK into the emulator. Hours are scaled (HOUR_MS); calendar months stay calendar months.
+//
+// Each story uses its own org and AWS customer, so the stories run side by side and every
+// assertion on the emulator's records is about one story only.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { newCustomer } from '../helpers/aws';
+import { monthOf, monthStartMs } from '../../domain/time';
+
+const HOUR_MS = 3000;
+const GRACE_HOURS = 0.25;
+/** A remittance of hour R is computed at R + 1.25 h and sent right after. */
+const SETTLE_MS = 30_000;
+const PRODUCT_CODE = 'rosa-product';
+
+let stack: TestStack;
+
+before(async () => {
+  stack = await startTestStack({ hourMs: HOUR_MS, graceHours: GRACE_HOURS });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const iso = (ms: number) => new Date(ms).toISOString();
+
+interface Story {
+  orgId: string;
+  customer: string;
+}
+
+function story(): Story {
+  return { orgId: `org-${randomUUID().slice(0, 8)}`, customer: newCustomer() };
+}
+
+function tally(s: Story, over: { productTag?: string; metric?: string; hour: number; value: number }) {
+  return {
+    orgId: s.orgId,
+    productTag: over.productTag ?? 'rosa',
+    metric: over.metric ?? 'Cores',
+    sla: 'Premium',
+    usage: 'Production',
+    billingProvider: 'aws',
+    billingAccountId: s.customer,
+    hour: iso(over.hour),
+    value: over.value,
+  };
+}
+
+async function postTallies(tallies: unknown[]) {
+  const r = await stack.request('POST', '/v1/tallies', { tallies }, stack.tokens.ingest);
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  return r.body as { accepted: number; keys: number; remittancesStarted: number };
+}
+
+async function putContract(s: Story, contractId: string, c: { productTag?: string; startDate: string; licenseId?: string | null; licenseArn?: string | null; metrics?: Array<{ dimension: string; value: number }> }) {
+  const r = await stack.request('PUT', `/v1/contracts/${encodeURIComponent(contractId)}`, {
+    orgId: s.orgId,
+    billingProvider: 'aws',
+    billingAccountId: s.customer,
+    productTag: c.productTag ?? 'rosa',
+    startDate: c.startDate,
+    endDate: null,
+    licenseId: c.licenseId ?? null,
+    aws: { productCode: PRODUCT_CODE, customerAwsAccountId: s.customer, ...(c.licenseArn ? { licenseArn: c.licenseArn } : {}) },
+    metrics: c.metrics ?? [],
+  });
+  assert.ok(r.status === 200 || r.status === 201, JSON.stringify(r.body));
+  return r.body as { keysAffected: number; remittancesStarted: number };
+}
+
+type Item = Record<string, any>;
+
+async function remittancesOf(orgId: string): Promise<Item[]> {
+  const r = await stack.request('GET', `/v1/remittances?orgId=${encodeURIComponent(orgId)}`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.items as Item[];
+}
+
+/** The org's remittances once there are `count` of them and none is still in flight (oldest first). */
+async function settled(orgId: string, count: number): Promise<Item[]> {
+  const items = await eventually(
+    async () => {
+      const all = await remittancesOf(orgId);
+      return all.length >= count && all.every((i) => !['Pending', 'Sending'].includes(i.status)) ? all : undefined;
+    },
+    SETTLE_MS,
+    `${count} settled remittance(s) of ${orgId}`,
+  );
+  assert.equal(items.length, count, `exactly ${count} remittance(s): ${JSON.stringify(items.map((i) => [i.remittanceHour, i.status]))}`);
+  return items.reverse();
+}
+
+function recordsOf(customer: string) {
+  return stack.aws.records().filter((r) => r.customer === customer);
+}
+
+/** Nothing twice: at most one accepted record per customer, dimension and hour slot. */
+function assertOnePerHour(customer: string) {
+  const seen = new Set<string>();
+  for (const r of recordsOf(customer)) {
+    const k = `${r.dimension}/${r.hourSlot}`;
+    assert.ok(!seen.has(k), `two records for ${customer} ${k}`);
+    seen.add(k);
+  }
+}
+
+/**
+ * The start of an hour with at least `minLeftMs` of it still ahead, so that several requests
+ * meant for one remittance hour all land in it.
+ */
+async function freshHour(minLeftMs = HOUR_MS * 0.6): Promise<number> {
+  const hour = stack.currentHourMs();
+  const left = hour + HOUR_MS - Date.now();
+  if (left >= minLeftMs) return hour;
+  await sleep(left + 20);
+  return stack.currentHourMs();
+}
+
+/** The tallies of one remittance hour really arrived in that hour (otherwise the story is void). */
+function assertStillIn(hour: number) {
+  assert.equal(stack.currentHourMs(), hour, 'the requests of this step took longer than the remaining scaled hour');
+}
+
+const monthStart = () => monthStartMs(monthOf(Date.now()));
+
+describe('billing stories on the real stack', { concurrency: true }, () => {
+  it('contract coverage: only the uncovered usage is billed, rounded up in billing units (E6/E7)', async () => {
+    const s = story();
+    const contract = await putContract(s, `c-${s.orgId}`, { startDate: '2020-01-01T00:00:00Z', metrics: [{ dimension: 'four_vcpu_hour', value: 2 }] });
+    assert.equal(contract.keysAffected, 0, 'no usage yet for the org');
+    const hour = await freshHour();
+    // MTD 10 + 3.5 = 13.5 Cores = 3.375 four_vcpu_hour; the contract covers 2; 1.375 -> 2.
+    await postTallies([tally(s, { hour: hour - HOUR_MS, value: 10 }), tally(s, { hour, value: 3.5 })]);
+    assertStillIn(hour);
+
+    const [r] = await settled(s.orgId, 1);
+    assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
+    assert.equal(r!.quantity, 2);
+    assert.equal(r!.dimension, 'four_vcpu_hour');
+    assert.equal(Number(r!.claim), 8, 'claim = bill / bf, in Cores');
+    assert.equal(r!.remittanceHour, iso(hour));
+    const [part] = r!.accumulationPeriods;
+    assert.equal(Number(part.coverage), 2);
+    assert.equal(Number(part.mtd), 13.5);
+
+    const records = recordsOf(s.customer);
+    assert.equal(records.length, 1);
+    assert.deepEqual(
+      { quantity: records[0]!.quantity, dimension: records[0]!.dimension, productCode: records[0]!.productCode, timestampMs: records[0]!.timestampMs, receiptId: records[0]!.receiptId },
+      { quantity: 2, dimension: 'four_vcpu_hour', productCode: PRODUCT_CODE, timestampMs: hour, receiptId: r!.receiptId },
+    );
+  });
+
+  it('E11: tallies with MTD 10, 16 and 23 arriving in one remittance hour make ONE record of 6', async () => {
+    const s = story();
+    await putContract(s, `c-${s.orgId}`, { startDate: '2020-01-01T00:00:00Z' });
+    const hour = await freshHour();
+    const starts: number[] = [];
+    // The usage source catches up hour by hour: MTD after each batch is 10, 16, 23.
+    starts.push((await postTallies([tally(s, { hour: hour - 2 * HOUR_MS, value: 10 })])).remittancesStarted);
+    starts.push((await postTallies([tally(s, { hour: hour - HOUR_MS, value: 6 })])).remittancesStarted);
+    starts.push((await postTallies([tally(s, { hour, value: 7 })])).remittancesStarted);
+    assertStillIn(hour);
+    assert.deepEqual(starts, [1, 0, 0], 'one workflow for the key and hour, started by the first batch');
+
+    const [r] = await settled(s.orgId, 1);
+    assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
+    assert.equal(r!.quantity, 6, 'ceil(23 x 0.25)');
+    const records = recordsOf(s.customer);
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[6, hour]]);
+  });
+
+  it('missing contract: WaitingForContract with a reason and nothing sent, then billed (with coverage) once a contract arrives', async () => {
+    const s = story();
+    const first = await freshHour();
+    // MTD 16 Cores = 4 four_vcpu_hour.
+    await postTallies([tally(s, { hour: first - HOUR_MS, value: 6 }), tally(s, { hour: first, value: 10 })]);
+    assertStillIn(first);
+
+    const [waiting] = await settled(s.orgId, 1);
+    assert.equal(waiting!.status, 'WaitingForContract');
+    assert.equal(waiting!.quantity, 0);
+    assert.equal(waiting!.errorCode, 'contract_missing');
+    assert.match(waiting!.reason, /contract/i);
+    assert.match(waiting!.reason, new RegExp(s.customer));
+    assert.equal(recordsOf(s.customer).length, 0, 'nothing sent without a contract');
+    // Visible in Temporal too (visibility is eventually consistent).
+    await eventually(async () => {
+      for await (const wf of stack.client.workflow.list({ query: `OrgId="${s.orgId}" AND RemittanceStatus="WaitingForContract"` })) return wf.workflowId === waiting!.workflowId;
+      return false;
+    }, 15_000, 'WaitingForContract in Temporal visibility');
+
+    // The contract covers 1 of the 4 units; the PUT itself starts the current hour's remittance.
+    const contractHour = stack.currentHourMs();
+    const put = await putContract(s, `c-${s.orgId}`, { startDate: iso(monthStart()), metrics: [{ dimension: 'four_vcpu_hour', value: 1 }] });
+    assert.equal(put.keysAffected, 1);
+    assert.equal(put.remittancesStarted, 1);
+
+    const [, billed] = await settled(s.orgId, 2);
+    assert.equal(billed!.status, 'Succeeded', `${billed!.status}: ${billed!.reason}`);
+    assert.equal(billed!.quantity, 3, 'ceil(16 x 0.25 - 1)');
+    assert.equal(billed!.remittanceHour, iso(contractHour));
+    const records = recordsOf(s.customer);
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[3, contractHour]], 'nothing lost, nothing twice');
+    const again = (await remittancesOf(s.orgId)).find((i) => i.id === waiting!.id)!;
+    assert.equal(again.rebilledBy?.remittanceId, billed!.id, 'the waiting hour points at the record that billed it');
+  });
+
+  it('late tally for an earlier hour of the month is billed in the later remittance hour, in its single record', async () => {
+    const s = story();
+    const product = { productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs' };
+    const first = await freshHour();
+    await postTallies([tally(s, { ...product, hour: first, value: 3 })]);
+    const [r1] = await settled(s.orgId, 1);
+    assert.equal(r1!.status, 'Succeeded', `${r1!.status}: ${r1!.reason}`);
+    assert.equal(r1!.quantity, 3);
+
+    // Later: a tally for the hour before `first` arrives late, with the current hour's usage.
+    const later = await freshHour();
+    assert.ok(later > first);
+    await postTallies([tally(s, { ...product, hour: first - HOUR_MS, value: 2.5 }), tally(s, { ...product, hour: later, value: 1 })]);
+    assertStillIn(later);
+    const [, r2] = await settled(s.orgId, 2);
+    assert.equal(r2!.status, 'Succeeded', `${r2!.status}: ${r2!.reason}`);
+    assert.equal(r2!.remittanceHour, iso(later));
+    assert.equal(r2!.quantity, 4, 'ceil(3 + 2.5 + 1) - 3 already billed');
+    assertOnePerHour(s.customer);
+    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[3, first], [4, later]]);
+  });
+
+  it('gratis: a gratis metric whose contracts all start after the 1st 00:00 UTC is recorded Gratis and never sent', async () => {
+    const free = story();
+    const paying = story();
+    const product = { productTag: 'ansible-aap-managed', metric: 'Managed-nodes' };
+    // Strictly after the month's first instant: gratis. Exactly at it: billed.
+    await putContract(free, `c-${free.orgId}`, { productTag: product.productTag, startDate: iso(monthStart() + 1000) });
+    await putContract(paying, `c-${paying.orgId}`, { productTag: product.productTag, startDate: iso(monthStart()) });
+    const hour = await freshHour();
+    await postTallies([tally(free, { ...product, hour, value: 5 }), tally(paying, { ...product, hour, value: 5 })]);
+
+    const [g] = await settled(free.orgId, 1);
+    assert.equal(g!.status, 'Gratis', `${g!.status}: ${g!.reason}`);
+    assert.equal(g!.receiptId, null);
+    assert.equal(g!.accumulationPeriods[0].gratis, true);
+    assert.equal(recordsOf(free.customer).length, 0, 'a gratis month is never sent');
+
+    const [p] = await settled(paying.orgId, 1);
+    assert.equal(p!.status, 'Succeeded', `${p!.status}: ${p!.reason}`);
+    assert.deepEqual(recordsOf(paying.customer).map((x) => [x.quantity, x.dimension]), [[5, 'managed_node']]);
+  });
+
+  it('license: the record carries the license of the contract with the newest start; on equal starts the smaller license id', async () => {
+    const product = { productTag: 'rosa', metric: 'Instance-hours' };
+    const arn = (account: string, id: string) => `arn:aws:license-manager::${account}:license:l-${id}`;
+    // Newest start wins even though its license id sorts last.
+    const newest = story();
+    await putContract(newest, `old-${newest.orgId}`, { startDate: '2020-01-01T00:00:00Z', licenseId: 'lic-a', licenseArn: arn(newest.customer, 'old') });
+    await putContract(newest, `new-${newest.orgId}`, { startDate: iso(monthStart()), licenseId: 'lic-z', licenseArn: arn(newest.customer, 'new') });
+    // Equal starts: the lexicographically smaller license id.
+    const tie = story();
+    await putContract(tie, `c1-${tie.orgId}`, { startDate: iso(monthStart()), licenseId: 'lic-b', licenseArn: arn(tie.customer, 'b') });
+    await putContract(tie, `c2-${tie.orgId}`, { startDate: iso(monthStart()), licenseId: 'lic-a', licenseArn: arn(tie.customer, 'a') });
+    const hour = await freshHour();
+    await postTallies([tally(newest, { ...product, hour, value: 2 }), tally(tie, { ...product, hour, value: 1 })]);
+
+    for (const [s, expected, quantity] of [[newest, arn(newest.customer, 'new'), 2], [tie, arn(tie.customer, 'a'), 1]] as const) {
+      const [r] = await settled(s.orgId, 1);
+      assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
+      const records = recordsOf(s.customer);
+      assert.equal(records.length, 1);
+      assert.equal(records[0]!.licenseArn, expected);
+      assert.equal(records[0]!.productCode, null, 'a LicenseArn record carries no ProductCode');
+      assert.equal(records[0]!.quantity, quantity);
+    }
+  });
+
+  it('previous-month tally is billed against the previous month and sent with the current hour timestamp', async () => {
+    const s = story();
+    const product = { productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs' };
+    const hour = await freshHour();
+    const current = monthOf(hour);
+    const lastHourOfPrevious = monthStartMs(current) - HOUR_MS;
+    const previous = monthOf(lastHourOfPrevious);
+    // Months apart: ceil(2.5) + ceil(1.2) = 5. Added together they would be ceil(3.7) = 4.
+    await postTallies([tally(s, { ...product, hour: lastHourOfPrevious, value: 2.5 }), tally(s, { ...product, hour, value: 1.2 })]);
+    assertStillIn(hour);
+
+    const [r] = await settled(s.orgId, 1);
+    assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
+    assert.equal(r!.quantity, 5);
+    assert.deepEqual(
+      r!.accumulationPeriods.map((p: Item) => [p.period, p.bill]),
+      [[previous, 3], [current, 2]],
+    );
+    const records = recordsOf(s.customer);
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[5, hour]], 'one record, current timestamp');
+  });
+});
