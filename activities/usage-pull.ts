@@ -1,0 +1,141 @@
+// Activities of the usage pull (workflows/usage-pull.ts, docs/usage-source.md): read one hour
+// from the usage source and ingest it exactly as `POST /v1/tallies` does (validateTallyBatch,
+// storeTallies, startRemittances for the current hour).
+//
+// How errors cross the activity/workflow line:
+// - the source could not be read (UsageReadError, or anything unexpected such as the database):
+//   thrown as a retryable ApplicationFailure of type `usage_source_unavailable`; Temporal retries
+//   it with backoff until it succeeds, and meanwhile the Web UI shows the pending activity with
+//   its attempt count and last error, and usage_pulls.last_error has it too;
+// - the source answered with data that cannot be billed (UsageDataError, or tallies the
+//   validation refuses): *returned* as `failed` with the reasons, recorded in usage_pulls, and
+//   nothing of the hour is stored; the run goes on with the other hours.
+
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { TimeSettings } from '../config/env';
+import type { Database } from '../db/client';
+import { storeTallies } from '../db/tallies';
+import { beginPull, markPullFailed, markPulled, planPulls, recordPullError, type PullPlan } from '../db/usage-pulls';
+import type { Catalog } from '../domain/catalog';
+import type { RemittanceKey } from '../domain/key';
+import { validateTallyBatch } from '../domain/tally';
+import { hourStart } from '../domain/time';
+import type { Logger } from '../lib/log';
+import { UsageDataError, UsageReadError, type RawTally, type UsageSource } from '../usage/source';
+
+export interface UsagePullDeps {
+  database: Database;
+  catalog: Catalog;
+  time: TimeSettings;
+  source: UsageSource;
+  /** Starts the remittances of keys for an hour (idempotent), as the API does after storing. */
+  startRemittances: (keys: RemittanceKey[], hourMs: number) => Promise<unknown>;
+  log: Logger;
+  now?: () => number;
+}
+
+export const USAGE_SOURCE_UNAVAILABLE = 'usage_source_unavailable';
+
+export interface PullHourResult {
+  hour: string;
+  status: 'pulled' | 'failed';
+  /** Tallies stored (0 when failed). */
+  tallies: number;
+  /** Attempts so far for this hour, this one included. */
+  attempts: number;
+  /** Why the hour failed. */
+  reason?: string;
+  /** Set when the remittances could not be started now; the hourly sweep starts them. */
+  scheduling?: string;
+}
+
+const MAX_REASONS = 20;
+
+function who(t: RawTally | undefined): string {
+  if (!t || typeof t !== 'object') return '';
+  return ` (${[t.orgId, t.productTag, t.metric, t.billingProvider, t.billingAccountId].map((v) => String(v)).join(' / ')})`;
+}
+
+function reasonOf(problems: string[]): string {
+  const shown = problems.slice(0, MAX_REASONS);
+  return `${shown.join('; ')}${problems.length > shown.length ? `; and ${problems.length - shown.length} more` : ''}`;
+}
+
+export function createUsagePullActivities(deps: UsagePullDeps) {
+  const now = deps.now ?? Date.now;
+  const { database, source } = deps;
+  const len = deps.time.hourMs;
+
+  async function fail(hourMs: number, problems: string[]): Promise<PullHourResult> {
+    const reason = `${source.name}: the usage of this hour cannot be billed, nothing of it was stored: ${reasonOf(problems)}`;
+    const row = await markPullFailed(database, hourMs, reason);
+    deps.log.warn({ hour: row.hour, problems: problems.slice(0, MAX_REASONS) }, 'usage pull failed: bad data from the source');
+    return { hour: row.hour, status: 'failed', tallies: 0, attempts: row.attempts, reason };
+  }
+
+  return {
+    /** The hours a run must pull: missing or unfinished hours of the current and previous month, oldest first. */
+    async planUsagePulls(a: { toMs: number; limit: number; sinceMs?: number }): Promise<PullPlan> {
+      return planPulls(database, { toMs: a.toMs, limit: a.limit, sinceMs: a.sinceMs, hourLengthMs: len });
+    },
+
+    /**
+     * Read hour `hourMs` from the source and ingest it. Re-pulling an hour replaces its values
+     * (tallies are upserted per key and hour), so a retried or repeated pull never adds usage.
+     */
+    async pullUsageHour(a: { hourMs: number }): Promise<PullHourResult> {
+      const { hourMs } = a;
+      if (!Number.isInteger(hourMs) || hourMs % len !== 0) {
+        throw ApplicationFailure.nonRetryable(`hour ${hourMs} is not the start of an hour of ${len} ms`, 'InvalidHour');
+      }
+      const started = await beginPull(database, hourMs);
+      const log = deps.log.child({ hour: started.hour, attempt: started.attempts, source: source.name });
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(started.attempts), 1000);
+      let raw: RawTally[];
+      try {
+        raw = await source.readHour({ hourMs, hourLengthMs: len });
+      } catch (err) {
+        if (err instanceof UsageDataError) return await fail(hourMs, err.problems);
+        const message = err instanceof UsageReadError ? err.message : `${source.name}: unexpected error reading the hour: ${(err as Error)?.message ?? String(err)}`;
+        await recordPullError(database, hourMs, message).catch(() => undefined);
+        log.warn({ err: message }, 'usage pull will be retried');
+        throw ApplicationFailure.create({
+          message,
+          type: USAGE_SOURCE_UNAVAILABLE,
+          nextRetryDelay: err instanceof UsageReadError && err.retryAfterMs ? err.retryAfterMs : undefined,
+        });
+      } finally {
+        clearInterval(beat);
+      }
+
+      // Exactly the API's ingestion: all-or-nothing validation, one upsert, then the current hour's remittances.
+      const nowMs = now();
+      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
+      if (!v.ok) {
+        const problems = v.errors.map((e) => (e.index < 0 ? `${e.field}: ${e.message}` : `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`));
+        if (v.omittedErrors > 0) problems.push(`${v.omittedErrors} more invalid fields`);
+        return fail(hourMs, problems);
+      }
+      const elsewhere = v.tallies.filter((t) => t.hourMs !== hourMs);
+      if (elsewhere.length > 0) return fail(hourMs, [`${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
+
+      let scheduling: string | undefined;
+      if (v.tallies.length > 0) {
+        const { keys } = await storeTallies(database, v.tallies);
+        try {
+          await deps.startRemittances(keys, hourStart(nowMs, len));
+        } catch (err) {
+          // As in the API: the tallies and the owing mark are committed, the hourly sweep starts them.
+          scheduling = 'deferred to the hourly sweep: the remittances could not be started now';
+          log.warn({ err }, 'could not start remittance workflows for pulled usage; the hourly sweep will start them');
+        }
+      }
+      const row = await markPulled(database, hourMs, v.tallies.length);
+      log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
+      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts, ...(scheduling ? { scheduling } : {}) };
+    },
+  };
+}
+
+export type UsagePullActivities = ReturnType<typeof createUsagePullActivities>;
