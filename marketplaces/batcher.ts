@@ -106,8 +106,12 @@ export interface BatcherOptions {
   groupKey(record: UsageRecord): string;
   /** Rate-limit key (seller account + region); default: the client's marketplace. */
   rateKey?(record: UsageRecord): string;
-  /** How long the first record of a batch waits for company. */
+  /** How long a partial batch waits for the next record before it goes. */
   lingerMs: number;
+  /** Longest a record waits for company in all; default 10 x lingerMs. */
+  maxLingerMs?: number;
+  /** Whether more records like this one are on their way (asked before a partial batch goes). */
+  moreExpected?(record: UsageRecord): Promise<boolean>;
   rateLimiter: RateLimiter;
   /** True for records the marketplace would reject as too old. */
   isExpired(record: UsageRecord): boolean;
@@ -135,6 +139,10 @@ interface Entry {
 interface Group {
   queue: Entry[];
   timer: NodeJS.Timeout | undefined;
+  /** When the oldest record not yet taken into a call arrived. */
+  firstAt?: number;
+  /** Send what is queued even if it is not a full batch (debounce ran out, or a lone re-send). */
+  flush?: boolean;
   draining: boolean;
 }
 
@@ -167,6 +175,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
   const maxBatchSize = Math.max(1, Math.min(options.maxBatchSize ?? client.maxBatchSize, client.maxBatchSize));
   const rateKey = options.rateKey ?? (() => client.marketplace);
   const classifyError = options.classifyError ?? ((err: unknown): SendOutcome => ({ kind: 'ambiguous', reason: `marketplace call failed unexpectedly: ${(err as Error)?.message ?? String(err)}` }));
+  const maxLingerMs = options.maxLingerMs ?? options.lingerMs * 10;
   const groups = new Map<string, Group>();
   const inFlight = new Set<Promise<void>>();
 
@@ -183,9 +192,37 @@ export function createBatcher(options: BatcherOptions): Batcher {
     }
     if (front) g.queue.unshift(entry);
     else insertByDeadline(g.queue, entry);
+    if (front) g.flush = true;
     if (g.draining) return;
     if (g.queue.length >= maxBatchSize || front) startDrain(key, g);
-    else if (!g.timer) g.timer = setTimeout(() => startDrain(key, g), options.lingerMs);
+    else arm(key, g);
+  }
+
+  /**
+   * Debounce a partial batch: while records keep arriving (remittances closing together, picked
+   * up by workers one by one) it waits for company, until no record came for lingerMs or its
+   * oldest record has waited maxLingerMs; then it goes as it is. Full batches never wait.
+   */
+  function arm(key: string, g: Group): void {
+    g.firstAt ??= Date.now();
+    if (g.timer) clearTimeout(g.timer);
+    const wait = Math.max(0, Math.min(options.lingerMs, g.firstAt + maxLingerMs - Date.now()));
+    g.timer = setTimeout(() => {
+      g.timer = undefined;
+      const goNow = () => {
+        if (g.draining || g.timer || g.queue.length === 0) return;
+        g.flush = true;
+        startDrain(key, g);
+      };
+      const overdue = Date.now() - (g.firstAt ?? Date.now()) >= maxLingerMs;
+      if (overdue || !options.moreExpected) return goNow();
+      // Records known to be on their way (e.g. remittances computed but not yet handed to us)
+      // are worth waiting for, as long as the oldest record has not waited too long.
+      options.moreExpected(g.queue[0]!.record).then(
+        (more) => (more && !g.draining && !g.timer ? arm(key, g) : goNow()),
+        () => goNow(),
+      );
+    }, wait);
   }
 
   function startDrain(key: string, g: Group): void {
@@ -199,6 +236,8 @@ export function createBatcher(options: BatcherOptions): Batcher {
   async function drainGroup(key: string, g: Group): Promise<void> {
     try {
       while (g.queue.length > 0) {
+        // A partial batch goes only when its debounce ran out (flush); otherwise it waits.
+        if (g.queue.length < maxBatchSize && !g.flush) break;
         const head = g.queue[0] as Entry;
         let release: void | (() => void);
         try {
@@ -211,13 +250,16 @@ export function createBatcher(options: BatcherOptions): Batcher {
         }
         // Taken after the wait, so records that arrived meanwhile ride along.
         const batch = takeBatch(g);
+        if (g.queue.length < maxBatchSize) g.flush = false;
+        g.firstAt = g.queue.length > 0 ? Date.now() : undefined;
         if (batch.length > 0) track(sendBatch(key, batch).finally(() => release?.()));
         else release?.();
       }
     } finally {
       g.draining = false;
       if (g.queue.length === 0) groups.delete(key);
-      else startDrain(key, g);
+      else if (g.queue.length >= maxBatchSize || g.flush) startDrain(key, g);
+      else arm(key, g);
     }
   }
 
@@ -265,7 +307,12 @@ export function createBatcher(options: BatcherOptions): Batcher {
 
   async function drain(): Promise<void> {
     for (;;) {
-      for (const [key, g] of groups) if (g.timer && !g.draining) startDrain(key, g);
+      for (const [key, g] of groups) {
+        if (g.timer && !g.draining) {
+          g.flush = true;
+          startDrain(key, g);
+        }
+      }
       if (inFlight.size === 0) return;
       await Promise.allSettled([...inFlight]);
     }

@@ -4,6 +4,8 @@
 
 import { readFileSync } from 'node:fs';
 import type { RemitConfig } from '../config/env';
+import type { Database } from '../db/client';
+import { createPgRateLimiter } from '../db/rate-limiter';
 import type { Marketplace } from '../domain/key';
 import type { Logger } from '../lib/log';
 import { awsGroupKey, createAwsMarketplace } from './aws';
@@ -40,15 +42,32 @@ export function gatewayOf(lanes: Partial<Record<Marketplace, Lane>>): Marketplac
 }
 
 /** Build the gateway from configuration (the emulators' endpoints in the local stack). */
-export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, opts: { rateLimiter?: RateLimiter; lingerMs?: number } = {}): Promise<MarketplaceGateway> {
+export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, opts: { rateLimiter?: RateLimiter; database?: Database; lingerMs?: number } = {}): Promise<MarketplaceGateway> {
   const { hourMs } = cfg.time;
-  const rateLimiter = opts.rateLimiter ?? createInProcessRateLimiter({ callsPerSecond: 10 });
-  const lingerMs = opts.lingerMs ?? 50;
+  // With a database, the marketplace's limit holds across every worker; without, per process.
+  const rateLimiter = opts.rateLimiter ?? (opts.database ? createPgRateLimiter(opts.database, { callsPerSecond: 10 }) : createInProcessRateLimiter({ callsPerSecond: 10 }));
+  // A burst of remittances closing together reaches the workers over seconds, not at once: a
+  // partial batch waits while records keep coming (up to 1 s between them, at most 10 s in all,
+  // both bounded by a small share of the hour so scaled test hours stay scaled). Against a
+  // 6-hour acceptance window that delay is nothing; it is what fills 25-record calls.
+  const lingerMs = opts.lingerMs ?? Math.min(1000, hourMs / 20);
+  const maxLingerMs = Math.min(30_000, hourMs / 2);
+  // Remittances computed with something to send but not yet handed to a batcher are on their
+  // way: a partial batch waits for them (bounded by maxLingerMs).
+  const moreExpected = opts.database
+    ? async (r: UsageRecord) => {
+        const q = await opts.database!.pool.query(
+          `SELECT 1 FROM remittances WHERE billing_provider = $1 AND status = 'Pending' AND bill > 0 AND remittance_hour <= now() LIMIT 1`,
+          [r.customer.marketplace],
+        );
+        return q.rowCount! > 0;
+      }
+    : undefined;
   const aws = createAwsMarketplace({ endpoint: cfg.awsMeteringEndpoint, region: cfg.awsRegion, acceptanceHours: cfg.time.awsAcceptanceHours, hourMs, log });
   const lanes: Partial<Record<Marketplace, Lane>> = {
     aws: {
       client: aws,
-      batcher: createBatcher({ client: aws, groupKey: (r) => awsGroupKey(r, cfg.awsRegion), rateKey: () => `aws|${cfg.awsRegion}`, lingerMs, rateLimiter, isExpired: (r) => aws.isExpired(r), log }),
+      batcher: createBatcher({ client: aws, groupKey: (r) => awsGroupKey(r, cfg.awsRegion), rateKey: () => `aws|${cfg.awsRegion}`, lingerMs, maxLingerMs, moreExpected, rateLimiter, isExpired: (r) => aws.isExpired(r), log }),
     },
   };
   if (cfg.azureMeteringEndpoint && cfg.azureClientSecret) {
@@ -65,7 +84,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
     });
     lanes.azure = {
       client: azure,
-      batcher: createBatcher({ client: azure, groupKey: () => 'azure', rateKey: () => 'azure', lingerMs, rateLimiter, isExpired: (r) => azure.isExpired(r), log }),
+      batcher: createBatcher({ client: azure, groupKey: () => 'azure', rateKey: () => 'azure', lingerMs, maxLingerMs, moreExpected, rateLimiter, isExpired: (r) => azure.isExpired(r), log }),
     };
   } else {
     log.warn('Azure is not configured (AZURE_METERING_ENDPOINT, AZURE_CLIENT_SECRET): Azure remittances will fail until it is');

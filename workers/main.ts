@@ -39,7 +39,7 @@ async function main() {
   const catalog = loadCatalog(cfg.catalogPath);
   const time = timeSettings(cfg.time);
   const temporal = await untilReady('Temporal', () => connectTemporal(cfg), log);
-  const marketplaces = await createMarketplaceGateway(cfg, log);
+  const marketplaces = await createMarketplaceGateway(cfg, log, { database });
   const worker = await createRemittanceWorker({ ...temporal, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, database, catalog, time, marketplaces, log });
   await untilReady('Temporal schedules', () => ensureSweepSchedule(temporal.client, cfg.taskQueue, time), log);
   log.info({ taskQueue: cfg.taskQueue, temporal: cfg.temporalAddress, hourSeconds: time.hourMs / 1000 }, 'worker started');

@@ -45,8 +45,9 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
     taskQueue: d.taskQueue,
     ...(d.workflowBundle ? { workflowBundle: d.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
     activities,
-    // Activities hold a database connection while they run: keep them within the pool.
-    maxConcurrentActivityTaskExecutions: 50,
+    // Sends wait on the marketplace (batching, rate limit), holding no database connection
+    // meanwhile; many at once is what lets the batcher fill 25-record calls.
+    maxConcurrentActivityTaskExecutions: 200,
     shutdownGraceTime: '10 seconds',
   });
 }

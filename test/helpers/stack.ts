@@ -101,7 +101,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   const connection = await NativeConnection.connect({ address: temporalAddress });
   const clientConnection = await Connection.connect({ address: temporalAddress });
   const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
-  const marketplaces = await createMarketplaceGateway(config, log);
+  const marketplaces = await createMarketplaceGateway(config, log, { database });
   const workers: Array<{ worker: Worker; done: Promise<void> }> = [];
   const startWorker = async () => {
     const worker = await createRemittanceWorker({ connection, client, namespace: config.temporalNamespace, taskQueue, database, catalog, time, marketplaces, log, workflowBundle: await workflowBundle() });
