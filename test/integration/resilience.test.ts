@@ -204,3 +204,82 @@ describe('an outage longer than the acceptance window', () => {
     await assertAuditClean(stack);
   });
 });
+
+describe('operator signals and the retry API on failed hours', () => {
+  let stack: TestStack;
+  before(async () => {
+    // 3-second hours and a 4-hour window: a failed hour waits 12 s for an operator; the sweep runs.
+    stack = await startTestStack({ hourMs: 3000, graceHours: 0.25, awsAcceptanceHours: 4, sweep: true });
+  });
+  after(async () => stack?.stop());
+
+  const failedHour = async (orgId: string, acct: string, value: number) => {
+    await fault(stack, { kind: 'not-subscribed', count: 1, match: { customer: acct } });
+    assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, value)] }, stack.tokens.ingest)).status, 202);
+    const [failed] = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.length === 1 && all[0].status === 'Failed' ? all : undefined;
+    }, 30_000, 'the failure');
+    return failed;
+  };
+
+  it('POST /v1/remittances/retry previews, then signals the waiting hour, which bills in its own hour', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    const failed = await failedHour(orgId, acct, 4);
+    const body = { productTag: 'rhel-for-x86-els-payg-addon', start: new Date(Date.parse(failed.remittanceHour)).toISOString(), end: new Date(Date.parse(failed.remittanceHour) + 1).toISOString(), orgIds: [orgId], dryRun: true };
+    const preview = await stack.request('POST', '/v1/remittances/retry', body);
+    assert.equal(preview.status, 200, JSON.stringify(preview.body));
+    assert.deepEqual(preview.body.changes.map((c: any) => [c.remittanceId, c.status, c.quantity]), [[failed.id, 'Failed', 4]]);
+    assert.deepEqual(preview.body.started, []);
+    assert.equal((await remittances(stack, orgId))[0].status, 'Failed', 'a dry run changes nothing');
+    const done = await stack.request('POST', '/v1/remittances/retry', { ...body, dryRun: false });
+    assert.equal(done.status, 200);
+    assert.deepEqual(done.body.started, [failed.workflowId], 'the waiting workflow was signalled');
+    const items = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.some((i) => i.status === 'Succeeded') && settled(all) ? all : undefined;
+    }, 30_000, 'the retried hour');
+    const ok = items.find((i) => i.status === 'Succeeded');
+    assert.equal(ok.id, failed.id, 'the same hour was billed');
+    assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 1);
+    await assertAuditClean(stack);
+  });
+
+  it('a reset signal voids a failed hour, and a later hour bills its amount once', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    const failed = await failedHour(orgId, acct, 6);
+    await stack.client.workflow.getHandle(failed.workflowId).signal('reset', { actor: 'test-operator', reason: 'wrong account' });
+    const items = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return all.some((i) => i.status === 'Succeeded') && settled(all) ? all : undefined;
+    }, 40_000, 'the re-billing in a later hour');
+    const voided = items.find((i) => i.id === failed.id);
+    assert.equal(voided.status, 'Voided');
+    const ok = items.filter((i) => i.status === 'Succeeded');
+    assert.equal(ok.length, 1);
+    assert.ok(Date.parse(ok[0].remittanceHour) > Date.parse(failed.remittanceHour));
+    assert.equal(ok[0].quantity, 6);
+    assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 1);
+    await assertAuditClean(stack);
+  });
+
+  it('a lost response from AWS ends with exactly one accepted record and no duplicate rejection', async () => {
+    const acct = newAccount();
+    const orgId = `org-${randomUUID().slice(0, 8)}`;
+    await fault(stack, { kind: 'lost-response', count: 1, match: { customer: acct } });
+    assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 9)] }, stack.tokens.ingest)).status, 202);
+    const [done] = await eventually(async () => {
+      const all = await remittances(stack, orgId);
+      return settled(all) ? all : undefined;
+    }, 30_000, 'the remittance');
+    assert.equal(done.status, 'Succeeded', done.reason);
+    const recs = stack.aws.records().filter((r) => r.customer === acct);
+    assert.equal(recs.length, 1);
+    assert.equal(recs[0]!.receiptId, done.receiptId);
+    assert.ok(stack.aws.calls().some((c) => c.outcome === 'lost-response'), 'the answer really was lost');
+    assert.equal(stack.aws.calls().filter((c) => c.duplicates > 0).length, 0);
+    await assertAuditClean(stack);
+  });
+});
