@@ -64,7 +64,7 @@ export async function listRemittances(database: Database, f: RemittanceFilter, p
                  FROM remittance_parts p WHERE p.remittance_id = r.id), '[]') AS periods,
        CASE WHEN r.status IN ('Failed','Expired','Voided','WaitingForContract') THEN
          (SELECT json_build_object('remittanceId', l.id, 'remittanceHour', l.remittance_hour, 'status', l.status)
-          FROM remittances l WHERE l.key = r.key AND l.remittance_hour > r.remittance_hour AND l.bill > 0
+          FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0
             AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
        END AS "rebilledBy"
      FROM remittances r WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,

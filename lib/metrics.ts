@@ -51,7 +51,7 @@ export class Metrics {
     const oldest = await database.pool.query<{ age: number | null }>(
       `SELECT EXTRACT(EPOCH FROM now() - MIN(r.updated_at))::float8 AS age FROM remittances r
        WHERE r.status IN ('Failed','Expired','Voided') AND NOT EXISTS (
-         SELECT 1 FROM remittances l WHERE l.key = r.key AND l.remittance_hour > r.remittance_hour AND l.bill > 0 AND l.status IN ('Pending','Sending','Succeeded','Gratis'))`,
+         SELECT 1 FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0 AND l.status IN ('Pending','Sending','Succeeded','Gratis'))`,
     );
     this.set('remit_unremitted_oldest_age_seconds', {}, oldest.rows[0]!.age ?? 0);
   }
