@@ -105,7 +105,10 @@ export async function auditLedger(d: {
       const succeeded = rows.filter((r) => r.billing_provider === mp && r.status === 'Succeeded');
       const seen = new Set<string>();
       for (const r of succeeded) {
-        const rec = r.receipt_id ? byReceipt.get(r.receipt_id) : undefined;
+        let rec = r.receipt_id ? byReceipt.get(r.receipt_id) : undefined;
+        // A send confirmed only by reading the usage back (Azure, after a lost answer) has a
+        // receipt naming the slot, `usageEvents:<resource>|<dimension>|<hour>`, not the event id.
+        if (!rec && r.receipt_id?.startsWith('usageEvents:')) rec = slots.get(`${customerIdOf(r.customer)}|${r.dimension}|${new Date(r.remittance_hour).getTime()}`);
         if (!rec) {
           violations.push({ invariant: 'nothing-lost', message: `succeeded remittance whose receipt ${r.receipt_id} the marketplace does not have`, remittanceId: r.id, key: r.key });
           continue;
