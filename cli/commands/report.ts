@@ -1,0 +1,181 @@
+// `remit report`: what was remitted and what not, and why.
+
+import { API_OPTIONS, JSON_OPTION, instant, int, listOf, oneOf, str, UsageError, bool, type Command } from '../args';
+import { ApiClient } from '../api';
+import { oneLine, plural, printJson, table } from '../format';
+import { apiSettings, loadStack } from '../stack';
+import { GROUP_BY } from '../../db/reports';
+import { MARKETPLACES } from '../../domain/key';
+import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+
+export interface RemittanceItem {
+  id: string;
+  key: { billingProvider: string; billingAccountId: string; orgId: string; productTag: string; metric: string; sla: string; usage: string };
+  remittanceHour: string;
+  quantity: number;
+  claim: string | null;
+  dimension: string | null;
+  status: string;
+  errorCode: string | null;
+  reason: string | null;
+  receiptId: string | null;
+  billedOn: string | null;
+  deadline: string | null;
+  attempts: number | null;
+  lastError: string | null;
+  workflowId: string | null;
+  rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
+}
+
+interface Summary {
+  totals: Record<string, { remittances: number; quantity: number; claim: string }>;
+  groups: Array<Record<string, unknown> & { status: string; remittances: number; quantity: number; claim: string }>;
+}
+
+const REMITTED = ['Succeeded'];
+const IN_FLIGHT = ['Pending', 'Sending'];
+const NOT_REMITTED = ['Failed', 'Expired', 'Voided', 'WaitingForContract'];
+const NOT_DUE = ['NothingDue', 'Gratis'];
+
+export const report: Command = {
+  name: 'report',
+  summary: 'what was remitted and what not, and why',
+  options: {
+    ...API_OPTIONS,
+    ...JSON_OPTION,
+    org: { type: 'string' },
+    account: { type: 'string' },
+    marketplace: { type: 'string' },
+    product: { type: 'string' },
+    metric: { type: 'string' },
+    status: { type: 'string' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    limit: { type: 'string' },
+    all: { type: 'boolean' },
+    cursor: { type: 'string' },
+    'group-by': { type: 'string' },
+  },
+  help: `Usage: remit report [filters] [--group-by FIELDS] [--limit N | --all] [--json]
+
+What was remitted and what not, and why: totals by status (GET /v1/remittances/summary), then
+one line per remittance, newest hour first (GET /v1/remittances), with its status, error code,
+reason, marketplace receipt and, for an amount not remitted, the later remittance that billed it.
+
+Filters (all optional, combined with AND):
+  --org ORG_ID                 organization
+  --account BILLING_ACCOUNT    billing account (AWS account id, Azure subscription)
+  --marketplace aws|azure      billing provider
+  --product PRODUCT_TAG        product tag
+  --metric METRIC              metric
+  --status S1,S2               statuses: ${REMITTANCE_STATUSES.join(', ')}
+  --from INSTANT --to INSTANT  remittance hours in [from, to), ISO-8601 (e.g. 2026-11-25T00:00:00Z)
+
+Output:
+  --group-by F1,F2             also total by ${GROUP_BY.join(', ')}
+  --limit N                    remittances to list (default 50, at most 10000)
+  --all                        list every matching remittance
+  --cursor CURSOR              continue a listing where the last one stopped
+  --json                       print {filters, summary, items, nextCursor} as JSON
+
+Where the API is: --api URL --token TOKEN, else REMIT_API_URL / REMIT_OPERATOR_TOKEN, else
+.remit/local-stack.json (--stack FILE names another; REMIT_STACK_FILE=none ignores it).
+
+Examples:
+  remit report --org org-1 --from 2026-11-01 --to 2026-12-01
+  remit report --status Failed,Expired --group-by billingProvider,status
+`,
+  async run(v, _p, io) {
+    const from = instant(v, 'from');
+    const to = instant(v, 'to');
+    if (from && to && to <= from) throw new UsageError('--to must be after --from');
+    const filters = {
+      orgId: str(v, 'org'),
+      billingAccountId: str(v, 'account'),
+      billingProvider: oneOf(v, 'marketplace', MARKETPLACES),
+      productTag: str(v, 'product'),
+      metric: str(v, 'metric'),
+      status: listOf(v, 'status', REMITTANCE_STATUSES)?.join(','),
+      from: from?.toISOString(),
+      to: to?.toISOString(),
+    };
+    const groupBy = listOf(v, 'group-by', GROUP_BY);
+    const all = bool(v, 'all');
+    const limitFlag = int(v, 'limit', 1, 10_000);
+    if (all && limitFlag !== undefined) throw new UsageError('give --limit or --all, not both');
+    const limit = all ? Infinity : (limitFlag ?? 50);
+    const cursor0 = str(v, 'cursor');
+
+    const stack = loadStack(str(v, 'stack'), io);
+    const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token') }, io, stack);
+    const client = new ApiClient(api.url, api.token, { source: api.source });
+
+    const summary = await client.get<Summary>('/v1/remittances/summary', { ...filters, groupBy: groupBy?.join(',') });
+    const items: RemittanceItem[] = [];
+    let cursor: string | null | undefined = cursor0;
+    do {
+      const page: { items: RemittanceItem[]; nextCursor: string | null } = await client.get('/v1/remittances', { ...filters, cursor: cursor ?? undefined, limit: String(Math.min(1000, limit - items.length)) });
+      items.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor && items.length < limit);
+
+    const shownFilters = Object.fromEntries(Object.entries(filters).filter(([, x]) => x !== undefined));
+    if (bool(v, 'json')) {
+      printJson(io.out, { filters: shownFilters, summary, items, nextCursor: cursor ?? null });
+      return 0;
+    }
+
+    const scope = Object.entries(shownFilters).map(([k, x]) => `${k}=${x}`).join(' ');
+    io.out(`Remittances${scope ? ` (${scope})` : ''} at ${api.url}`);
+    io.out('');
+    const statuses = Object.keys(summary.totals).sort((a, b) => REMITTANCE_STATUSES.indexOf(a as never) - REMITTANCE_STATUSES.indexOf(b as never));
+    if (statuses.length === 0) {
+      io.out('No remittances match.');
+      return 0;
+    }
+    io.out('Totals by status:');
+    for (const l of table(['STATUS', 'REMITTANCES', 'QUANTITY', 'CLAIM'], statuses.map((s) => [s, summary.totals[s]!.remittances, summary.totals[s]!.quantity, summary.totals[s]!.claim]), { indent: '  ' })) io.out(l);
+    io.out('');
+    const sum = (set: string[]) => {
+      const xs = statuses.filter((s) => set.includes(s));
+      const n = xs.reduce((a, s) => a + summary.totals[s]!.remittances, 0);
+      const q = xs.reduce((a, s) => a + summary.totals[s]!.quantity, 0);
+      return { n, q, parts: xs.map((s) => `${s} ${summary.totals[s]!.remittances}`).join(', ') };
+    };
+    const line = (label: string, set: string[], note: string) => {
+      const x = sum(set);
+      if (x.n > 0) io.out(`  ${label.padEnd(14)}${plural(x.q, 'billing unit')} in ${plural(x.n, 'remittance')} (${x.parts})${note ? `: ${note}` : ''}`);
+    };
+    line('remitted', REMITTED, 'accepted by the marketplace');
+    line('in flight', IN_FLIGHT, 'not settled yet');
+    line('not remitted', NOT_REMITTED, 'see the reason below; the amount is billed in a later hour of the key');
+    line('nothing due', NOT_DUE, 'nothing to send');
+
+    if (groupBy?.length) {
+      io.out('');
+      io.out(`Totals by ${groupBy.join(', ')}:`);
+      const cols = [...groupBy.filter((g) => g !== 'status'), 'status'];
+      for (const l of table([...cols.map((c) => c.toUpperCase()), 'REMITTANCES', 'QUANTITY', 'CLAIM'], summary.groups.map((g) => [...cols.map((c) => String(g[c] ?? '')), g.remittances, g.quantity, g.claim]), { indent: '  ' })) io.out(l);
+    }
+
+    io.out('');
+    io.out(`Remittances, newest hour first (${items.length} shown):`);
+    for (const l of table(['HOUR', 'MARKETPLACE', 'ACCOUNT', 'ORG', 'PRODUCT', 'METRIC', 'QUANTITY', 'STATUS', 'WHY / RECEIPT'], items.map((i) => [i.remittanceHour, i.key.billingProvider, i.key.billingAccountId, i.key.orgId, i.key.productTag, i.key.metric, i.quantity, i.status, why(i)]), { indent: '  ' })) io.out(l);
+    if (cursor) io.out(`\nMore: add --cursor ${cursor} (or --all).`);
+    return 0;
+  },
+};
+
+/** Why a remittance is where it is, in one line. */
+export function why(i: RemittanceItem): string {
+  const parts: string[] = [];
+  if (i.receiptId) parts.push(`receipt ${i.receiptId}${i.billedOn ? ` billed ${i.billedOn}` : ''}`);
+  if (i.errorCode) parts.push(`[${i.errorCode}]`);
+  if (i.reason && i.status !== 'Succeeded') parts.push(oneLine(i.reason));
+  else if (!i.receiptId && i.lastError) parts.push(`last error: ${oneLine(i.lastError)}`);
+  if (NOT_REMITTED.includes(i.status)) {
+    parts.push(i.rebilledBy ? `-> rebilled by ${i.rebilledBy.remittanceHour} (${i.rebilledBy.status}, ${i.rebilledBy.remittanceId})` : '-> not billed by a later hour yet');
+  }
+  if (IN_FLIGHT.includes(i.status) && i.deadline) parts.push(`deadline ${i.deadline}${i.attempts ? `, ${plural(i.attempts, 'attempt')}` : ''}`);
+  return parts.join(' ');
+}
