@@ -5,6 +5,8 @@
 //   2. back-fills: pulls every earlier hour of the current and previous month that is not
 //      recorded as pulled (no row, or left `pulling`), oldest first, at most `backfillLimit`.
 //
+// A run started with `hours` (an operator's re-pull) pulls exactly those hours and nothing else.
+//
 // A source outage therefore never loses an hour: the run stuck on H retries (the Web UI shows
 // the pending activity with its last error; the Schedule skips the runs that would overlap), and
 // when the source is back the same run back-fills every hour that ended meanwhile. Hours whose
