@@ -14,7 +14,8 @@ import { ensureTemporalCli } from './lib/temporal-cli';
 import { Supervisor } from './lib/supervisor';
 
 const root = path.resolve(__dirname, '..');
-const stateDir = path.join(root, '.remit');
+// REMIT_STATE_DIR moves the whole state (tests run a second stack beside a developer's).
+const stateDir = path.resolve(process.env.REMIT_STATE_DIR || path.join(root, '.remit'));
 const stackFile = path.join(stateDir, 'local-stack.json');
 const tsx = ['--import', 'tsx'];
 const say = (m: string) => console.log(m);
@@ -115,7 +116,7 @@ async function main() {
     if (!databaseUrl) {
       const port = await pickPort(54329);
       databaseUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-      say(`Starting the embedded database (PGlite, data in .remit/pgdata) on port ${port} ...`);
+      say(`Starting the embedded database (PGlite, data in ${path.relative(root, path.join(stateDir, 'pgdata'))}) on port ${port} ...`);
       await sup.start({
         name: 'database',
         command: process.execPath,
@@ -164,8 +165,24 @@ async function main() {
       Object.assign(serviceEnv, { AZURE_METERING_ENDPOINT: url, AZURE_AUTHORITY_HOST: entra, AZURE_CLIENT_SECRET: secret, REMIT_EXTRA_CA_CERT_FILE: path.join(certDir, 'ca.pem') });
     }
 
+    if (!env.REMIT_PROMETHEUS_URL) {
+      const port = await pickPort(9090);
+      const url = `http://127.0.0.1:${port}`;
+      say(`Starting the Prometheus emulator (the usage source the hourly pull reads) on ${url} ...`);
+      await sup.start({
+        name: 'prometheus-emulator',
+        command: process.execPath,
+        args: [...tsx, path.join(root, 'emulators', 'prometheus-main.ts')],
+        env: { ...serviceEnv, REMIT_PROMETHEUS_EMULATOR_PORT: String(port) },
+        ready: () => httpReady(`${url}/_emulator/queries`),
+      });
+      emulators.prometheus = { url, admin: `${url}/_emulator` };
+      serviceEnv.REMIT_PROMETHEUS_URL = url;
+    }
+
     // API and worker
-    const apiPort = env.REMIT_API_PORT ? Number(env.REMIT_API_PORT) : await pickPort(8080);
+    // A set port is used as is; 0 (or unset) picks one, 8080 when free.
+    const apiPort = env.REMIT_API_PORT && env.REMIT_API_PORT !== '0' ? Number(env.REMIT_API_PORT) : await pickPort(8080);
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     Object.assign(serviceEnv, {
       DATABASE_URL: databaseUrl,
@@ -204,6 +221,7 @@ remit is running (one "hour" = ${hourSeconds} s). Ctrl-C stops everything.
   Temporal UI     ${uiUrl ?? '(external Temporal)'}        Temporal frontend: ${temporalAddress}
   AWS emulator    ${emulators.aws?.url ?? '(real endpoint)'}          admin: ${emulators.aws?.admin ?? '-'}/records
   Azure emulator  ${emulators.azure?.url ?? '(real endpoint)'}         Entra: ${emulators.entra?.url ?? '-'}
+  Prometheus      ${emulators.prometheus?.url ?? env.REMIT_PROMETHEUS_URL}          (usage source of the hourly pull)
   ingest token    ${t.ingest}
   operator token  ${t.operator}
   state           ${stackFile}

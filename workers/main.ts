@@ -10,6 +10,7 @@ import { createLogger } from '../lib/log';
 import { untilReady } from '../lib/retry';
 import { createMarketplaceGateway } from '../marketplaces';
 import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from './worker';
+import { deleteUsagePullSchedule, ensureUsagePullSchedule } from './usage-pull-schedule';
 
 /**
  * Temporal's runtime: its logs (workflow, activity, SDK and core) through our pino logger, and
@@ -42,6 +43,10 @@ async function main() {
   const marketplaces = await createMarketplaceGateway(cfg, log, { database });
   const worker = await createRemittanceWorker({ ...temporal, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, database, catalog, time, marketplaces, log });
   await untilReady('Temporal schedules', () => ensureSweepSchedule(temporal.client, cfg.taskQueue, time), log);
+  // Pull usage from Prometheus hourly when configured; without it, a schedule left from an
+  // earlier configuration would start runs no worker can serve.
+  if (process.env.REMIT_PROMETHEUS_URL) await untilReady('the usage pull schedule', () => ensureUsagePullSchedule(temporal.client, cfg.taskQueue, time), log);
+  else await deleteUsagePullSchedule(temporal.client, cfg.taskQueue).catch(() => undefined);
   log.info({ taskQueue: cfg.taskQueue, temporal: cfg.temporalAddress, hourSeconds: time.hourMs / 1000 }, 'worker started');
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => worker.shutdown());
   await worker.run();

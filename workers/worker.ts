@@ -9,6 +9,9 @@ import type { Database } from '../db/client';
 import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
 import { startRemittances } from '../lib/remittance-client';
+import { createUsagePullActivities } from '../activities/usage-pull';
+import { prometheusSourceFromEnv } from '../usage/prometheus';
+import type { UsageSource } from '../usage/source';
 import type { MarketplaceGateway } from '../marketplaces';
 
 /** One sweep schedule per task queue, so that several deployments (or tests) can share a namespace. */
@@ -26,6 +29,8 @@ export interface WorkerDeps {
   time: TimeSettings;
   marketplaces: MarketplaceGateway;
   log: Logger;
+  /** Where the usage pull reads; default: Prometheus when REMIT_PROMETHEUS_URL is set, else no pull. */
+  usageSource?: UsageSource;
   /** Tests pass a prebuilt bundle so that each test file bundles the workflows once. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -39,12 +44,15 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
     log: d.log,
     startRemittances: (keys, hourMs) => startRemittances({ client: d.client, taskQueue: d.taskQueue, time: d.time, database: d.database }, keys, hourMs),
   });
+  const usageSource = d.usageSource ?? prometheusSourceFromEnv();
+  const start = (keys: Parameters<typeof startRemittances>[1], hourMs: number) => startRemittances({ client: d.client, taskQueue: d.taskQueue, time: d.time, database: d.database }, keys, hourMs);
+  const usagePull = usageSource ? createUsagePullActivities({ database: d.database, catalog: d.catalog, time: d.time, source: usageSource, log: d.log, startRemittances: start }) : {};
   return Worker.create({
     connection: d.connection,
     namespace: d.namespace,
     taskQueue: d.taskQueue,
     ...(d.workflowBundle ? { workflowBundle: d.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
-    activities,
+    activities: { ...activities, ...usagePull },
     // Sends wait on the marketplace (batching, rate limit), holding no database connection
     // meanwhile; many at once is what lets the batcher fill 25-record calls.
     maxConcurrentActivityTaskExecutions: 200,
