@@ -8,7 +8,7 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
-import { FaultQueue, parseFaultSpec, type FaultKind } from './faults';
+import { FaultQueue, sharedAdminRoute, type FaultKind } from './faults';
 
 /** The catalog's AWS dimensions; a deployment with another catalog passes its own list. */
 export const DEFAULT_AWS_DIMENSIONS = ['four_vcpu_hour', 'control_plane', 'managed_node', 'infrastructure', 'vCPU_hours'] as const;
@@ -472,27 +472,11 @@ export async function startAwsEmulator(options: AwsEmulatorOptions): Promise<Aws
         return sendJson(res, 200, { records: accepted.map(publicRecord) });
       case 'GET /_emulator/calls':
         return sendJson(res, 200, { calls });
-      case 'GET /_emulator/faults':
-        return sendJson(res, 200, { faults: faults.list() });
-      case 'POST /_emulator/faults': {
-        try {
-          if (body === null) throw new Error('body too large');
-          const parsed: unknown = JSON.parse(body.toString('utf8') || 'null');
-          const specs = (Array.isArray(parsed) ? parsed : [parsed]).map(parseFaultSpec);
-          for (const s of specs) faults.add(s);
-          return sendJson(res, 200, { queued: specs.length, faults: faults.list() });
-        } catch (err) {
-          return sendJson(res, 400, { error: (err as Error).message });
-        }
+      default: {
+        if (body === null) return sendJson(res, 400, { error: 'body too large' });
+        const shared = sharedAdminRoute(route, body.toString('utf8'), faults, reset);
+        return shared ? sendJson(res, shared.status, shared.body) : sendJson(res, 404, { error: `no admin route ${route}` });
       }
-      case 'DELETE /_emulator/faults':
-        faults.clear();
-        return sendJson(res, 200, { faults: [] });
-      case 'POST /_emulator/reset':
-        reset();
-        return sendJson(res, 200, { reset: true });
-      default:
-        return sendJson(res, 404, { error: `no admin route ${route}` });
     }
   }
 

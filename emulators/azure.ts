@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
-import { FaultQueue, parseFaultSpec, type FaultKind } from './faults';
+import { FaultQueue, sharedAdminRoute, type FaultKind } from './faults';
 import { MARKETPLACE_RESOURCE, emulatorTokenSecret, verifyToken } from './entra';
 import { headerValue, listenHttps, parseJson, sendJson } from './https-server';
 
@@ -492,27 +492,6 @@ export async function startAzureEmulator(options: AzureEmulatorOptions): Promise
         return sendJson(res, 200, { records: accepted });
       case 'GET /_emulator/calls':
         return sendJson(res, 200, { calls });
-      case 'GET /_emulator/faults':
-        return sendJson(res, 200, { faults: faults.list() });
-      case 'POST /_emulator/faults': {
-        try {
-          const parsed = parseJson(body);
-          if (!parsed.ok) throw new Error(parsed.error);
-          const specs = (Array.isArray(parsed.value) ? parsed.value : [parsed.value]).map(parseFaultSpec);
-          const awsOnly = specs.find((s) => s.kind === 'unprocessed');
-          if (awsOnly) throw new Error("fault kind 'unprocessed' exists only on AWS; Azure has no unprocessed events");
-          for (const s of specs) faults.add(s);
-          return sendJson(res, 200, { queued: specs.length, faults: faults.list() });
-        } catch (err) {
-          return sendJson(res, 400, { error: (err as Error).message });
-        }
-      }
-      case 'DELETE /_emulator/faults':
-        faults.clear();
-        return sendJson(res, 200, { faults: [] });
-      case 'POST /_emulator/reset':
-        reset();
-        return sendJson(res, 200, { reset: true });
       case 'GET /_emulator/resources':
         return sendJson(res, 200, { resources: Object.fromEntries(resources) });
       case 'POST /_emulator/resources': {
@@ -525,8 +504,13 @@ export async function startAzureEmulator(options: AzureEmulatorOptions): Promise
         setResource(v.resource, { state: v.state as AzureResourceState['state'], ...(typeof v.planId === 'string' ? { planId: v.planId } : {}), ...(typeof v.clientId === 'string' ? { clientId: v.clientId } : {}) });
         return sendJson(res, 200, { resources: Object.fromEntries(resources) });
       }
-      default:
-        return sendJson(res, 404, { error: `no admin route ${route}` });
+      default: {
+        if (body === null) return sendJson(res, 400, { error: 'request body too large' });
+        const shared = sharedAdminRoute(route, body.toString('utf8'), faults, reset, (spec) => {
+          if (spec.kind === 'unprocessed') throw new Error("fault kind 'unprocessed' exists only on AWS; Azure has no unprocessed events");
+        });
+        return shared ? sendJson(res, shared.status, shared.body) : sendJson(res, 404, { error: `no admin route ${route}` });
+      }
     }
   }
 

@@ -92,3 +92,39 @@ export class FaultQueue {
     this.faults = this.faults.filter((f) => f.remaining > 0 && (f.until === undefined || now < f.until));
   }
 }
+
+/**
+ * The fault and reset routes every emulator's admin API shares: `GET|POST|DELETE
+ * /_emulator/faults` (POST takes one spec or an array; `check` refuses kinds an emulator does not
+ * support) and `POST /_emulator/reset`. Returns undefined for any other route.
+ */
+export function sharedAdminRoute(
+  route: string,
+  body: string,
+  faults: FaultQueue,
+  reset: () => void,
+  check: (spec: FaultSpec) => void = () => undefined,
+): { status: number; body: unknown } | undefined {
+  switch (route) {
+    case 'GET /_emulator/faults':
+      return { status: 200, body: { faults: faults.list() } };
+    case 'POST /_emulator/faults':
+      try {
+        const parsed: unknown = JSON.parse(body || 'null');
+        const specs = (Array.isArray(parsed) ? parsed : [parsed]).map(parseFaultSpec);
+        specs.forEach(check);
+        for (const s of specs) faults.add(s);
+        return { status: 200, body: { queued: specs.length, faults: faults.list() } };
+      } catch (err) {
+        return { status: 400, body: { error: (err as Error).message } };
+      }
+    case 'DELETE /_emulator/faults':
+      faults.clear();
+      return { status: 200, body: { faults: [] } };
+    case 'POST /_emulator/reset':
+      reset();
+      return { status: 200, body: { reset: true } };
+    default:
+      return undefined;
+  }
+}

@@ -23,7 +23,7 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { FaultQueue, parseFaultSpec, type FaultKind } from './faults';
+import { FaultQueue, sharedAdminRoute, type FaultKind } from './faults';
 
 const SUPPORTED_FAULTS: readonly FaultKind[] = ['server-error', 'timeout', 'throttle', 'lost-response'];
 const MAX_BODY = 16 * 1024 * 1024;
@@ -264,26 +264,13 @@ export async function startPrometheusEmulator(options: PrometheusEmulatorOptions
           return send(res, 200, { series: [] });
         case 'GET /_emulator/queries':
           return send(res, 200, { queries: log });
-        case 'GET /_emulator/faults':
-          return send(res, 200, { faults: faults.list() });
-        case 'POST /_emulator/faults': {
-          const parsed: unknown = JSON.parse(body || 'null');
-          const specs = (Array.isArray(parsed) ? parsed : [parsed]).map(parseFaultSpec);
-          for (const s of specs) {
-            if (!SUPPORTED_FAULTS.includes(s.kind)) throw new Error(`the Prometheus emulator supports the faults ${SUPPORTED_FAULTS.join(', ')}, not ${s.kind}`);
-            if (s.match) throw new Error('the Prometheus emulator does not match faults by customer or dimension');
-          }
-          for (const s of specs) faults.add(s);
-          return send(res, 200, { queued: specs.length, faults: faults.list() });
+        default: {
+          const shared = sharedAdminRoute(route, body, faults, reset, (spec) => {
+            if (!SUPPORTED_FAULTS.includes(spec.kind)) throw new Error(`the Prometheus emulator supports the faults ${SUPPORTED_FAULTS.join(', ')}, not ${spec.kind}`);
+            if (spec.match) throw new Error('the Prometheus emulator does not match faults by customer or dimension');
+          });
+          return shared ? send(res, shared.status, shared.body) : send(res, 404, { error: `no admin route ${route}` });
         }
-        case 'DELETE /_emulator/faults':
-          faults.clear();
-          return send(res, 200, { faults: [] });
-        case 'POST /_emulator/reset':
-          reset();
-          return send(res, 200, { reset: true });
-        default:
-          return send(res, 404, { error: `no admin route ${route}` });
       }
     } catch (err) {
       return send(res, 400, { error: (err as Error).message });

@@ -502,9 +502,11 @@ void describe('transport failures', () => {
 void describe('read-back and admin', () => {
   void test('usageEvents aggregates what was recorded per day, resource and dimension; lookup reads one hour', async () => {
     const resource = newResource();
-    const recs = [azureRecord({ resource, timestampMs: slot(1), quantity: 2 }), azureRecord({ resource, timestampMs: slot(2), quantity: 3 }), azureRecord({ resource, dimension: 'four_vcpu_hour', timestampMs: slot(1), quantity: 7 })];
+    // Hours fixed once: with 1-second hours, slot() read later could already be the next hour.
+    const [h1, h2, h3] = [slot(1), slot(2), slot(3)];
+    const recs = [azureRecord({ resource, timestampMs: h1, quantity: 2 }), azureRecord({ resource, timestampMs: h2, quantity: 3 }), azureRecord({ resource, dimension: 'four_vcpu_hour', timestampMs: h1, quantity: 7 })];
     (await azure.send(recs)).forEach((o) => assertKind(o, 'accepted'));
-    const day = new Date(slot(1)).toISOString().slice(0, 10);
+    const day = new Date(h1).toISOString().slice(0, 10);
     const rows = await raw<Record<string, unknown>[]>(stack, 'GET', `/api/usageEvents${API}&usageStartDate=${day}`, { token: goodToken });
     assert.equal(rows.status, 200);
     const mine = rows.body.filter((r) => r.usageResourceId === resource);
@@ -514,12 +516,12 @@ void describe('read-back and admin', () => {
     assert.equal(total('four_vcpu_hour'), 7);
     assert.ok(mine.every((r) => r.reconStatus === 'Accepted' && r.planId === PLAN));
 
-    const viaClient = await azure.usageEvents({ startMs: slot(2), dimension: 'control_plane' });
+    const viaClient = await azure.usageEvents({ startMs: h2, dimension: 'control_plane' });
     assert.equal(viaClient.filter((r) => r.usageResourceId === resource).reduce((n, r) => n + r.submittedCount, 0), 2);
 
     const found = await azure.lookup(recs[1]!);
     assert.deepEqual({ found: found.found, quantity: found.found === true ? found.quantity : undefined }, { found: true, quantity: 3 });
-    assert.deepEqual(await azure.lookup(azureRecord({ resource, timestampMs: slot(3) })), { found: false });
+    assert.deepEqual(await azure.lookup(azureRecord({ resource, timestampMs: h3 })), { found: false });
     assert.equal((await raw(stack, 'GET', `/api/usageEvents${API}`, { token: goodToken })).status, 400, 'usageStartDate is required');
   });
 
