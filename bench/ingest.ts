@@ -1,0 +1,276 @@
+// Ingestion benchmark: tallies a second through the real HTTP API (Fastify, validation, one SQL
+// statement per batch) into a real PostgreSQL, in batches of 10,000. Running this file alone
+// prints one JSON line. Method and figures: docs/performance.md.
+//
+// Two things are measured apart, because they scale with different numbers:
+// - the ingest path (HTTP, JSON, validation, one INSERT ... ON CONFLICT for the batch) scales
+//   with tallies. Measured in two batch shapes, "hourly" (10,000 keys x 1 hour: what a usage
+//   source sends every hour) and "backfill" (1,000 keys x 10 hours), with 1, 2 and 4 requests in
+//   flight, each in-flight client with its own keys as separate usage-source shards would be.
+//   These requests start no workflow (the API's per-hour cache in production; here the API has
+//   no Temporal client), so Temporal's speed does not hide the path's.
+// - workflow starts scale with distinct keys per hour, not tallies: the first batch of an hour
+//   for new keys, through an API wired to the real Temporal server, one start per key.
+// Request bodies are serialized before the clock starts, so the client's JSON work is not
+// counted; the API runs in this process on loopback, as in the test harness.
+
+import { randomBytes, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Client, Connection } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { buildApi } from '../api/app';
+import { openDatabase, type Database } from '../db/client';
+import { migrate } from '../db/migrate';
+import { loadCatalog } from '../domain/catalog';
+import { remittanceWorkflowId, type RemittanceKey } from '../domain/key';
+import { PRODUCTION_HOUR_MS, hourStart } from '../domain/time';
+import type { TimeSettings } from '../config/env';
+import { createLogger } from '../lib/log';
+
+export interface LatencyStats {
+  p50: number;
+  p95: number;
+  max: number;
+}
+
+export interface IngestRun {
+  shape: 'hourly' | 'backfill';
+  keysPerBatch: number;
+  hoursPerBatch: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  requests: number;
+  tallies: number;
+  elapsedMs: number;
+  talliesPerSecond: number;
+  latencyMs: LatencyStats;
+}
+
+export interface IngestBench {
+  batchSize: number;
+  /** Best steady throughput of the hourly shape (the production pattern), tallies/s. */
+  talliesPerSecond: number;
+  /** Hourly shape, one request at a time: tallies/s and latency. */
+  sequential: { talliesPerSecond: number; latencyMs: LatencyStats };
+  runs: IngestRun[];
+  /** First batch of an hour for new keys through the API wired to Temporal: one start per key. */
+  workflowStarts: { keys: number; started: number; elapsedMs: number; startsPerSecond: number } | null;
+  /** Every request stored all of its tallies (checked by counting rows at the end). */
+  storedRows: number;
+  memory: { rssPeakMb: number; heapUsedPeakMb: number };
+}
+
+export interface IngestBenchOptions {
+  /** Admin URL of a PostgreSQL server; a throwaway database is created on it. Default TEST_DATABASE_URL. */
+  databaseUrl?: string;
+  /** Temporal frontend, for the workflow-start measurement; default TEMPORAL_ADDRESS. Skipped without one. */
+  temporalAddress?: string;
+  batchSize?: number;
+  /** Requests per run. */
+  requests?: number;
+  /** In-flight levels to measure. */
+  concurrency?: number[];
+  /** Keys in the workflow-start measurement. */
+  startKeys?: number;
+  log?: (line: string) => void;
+}
+
+const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function stats(ms: number[]): LatencyStats {
+  const s = [...ms].sort((a, b) => a - b);
+  return { p50: round(percentile(s, 50)), p95: round(percentile(s, 95)), max: round(s[s.length - 1] ?? NaN) };
+}
+
+const PRODUCT = { productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs', sla: 'Premium', usage: 'Production' };
+
+function keyOf(orgId: string, k: number): RemittanceKey {
+  return { billingProvider: 'aws', billingAccountId: String(600_000_000_000 + k), orgId, ...PRODUCT };
+}
+
+/** `keys` keys of one org x `hours` consecutive hours ending `hoursBack` hours before `nowHour`. */
+function batchBody(orgId: string, keys: number, hours: number, hoursBack: number, nowHour: number, hourMs: number): string {
+  const tallies = [];
+  for (let k = 0; k < keys; k++) {
+    const key = keyOf(orgId, k);
+    for (let h = 0; h < hours; h++) {
+      tallies.push({ ...key, hour: new Date(nowHour - (hoursBack + h) * hourMs).toISOString(), value: ((k * 31 + h * 7) % 640) / 8 });
+    }
+  }
+  return JSON.stringify({ tallies });
+}
+
+interface Api {
+  url: string;
+  token: string;
+  app: FastifyInstance;
+}
+
+async function startApi(database: Database, time: TimeSettings, temporal?: { client: Client; taskQueue: string }): Promise<Api> {
+  const token = `bench-${randomUUID()}`;
+  const app = await buildApi({ database, catalog: loadCatalog(), time, temporal, tokens: { ingest: token, operator: `op-${randomUUID()}` }, log: createLogger('bench', 'error') });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url, token, app };
+}
+
+async function post(api: Api, payload: string, expected: number): Promise<{ ms: number; started: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`${api.url}/v1/tallies`, { method: 'POST', headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' }, body: payload });
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  if (res.status !== 202) throw new Error(`POST /v1/tallies answered ${res.status}: ${text.slice(0, 300)}`);
+  const parsed = JSON.parse(text) as { accepted: number; remittancesStarted: number };
+  if (parsed.accepted !== expected) throw new Error(`accepted ${parsed.accepted} of ${expected}`);
+  return { ms, started: parsed.remittancesStarted };
+}
+
+export async function benchIngest(opts: IngestBenchOptions = {}): Promise<IngestBench> {
+  const adminUrl = opts.databaseUrl ?? process.env.TEST_DATABASE_URL;
+  if (!adminUrl) throw new Error('benchIngest needs a PostgreSQL server: pass databaseUrl or set TEST_DATABASE_URL (npm run bench starts one)');
+  const temporalAddress = opts.temporalAddress ?? process.env.TEMPORAL_ADDRESS;
+  const batchSize = opts.batchSize ?? 10_000;
+  const requests = opts.requests ?? 32;
+  const levels = opts.concurrency ?? [1, 2, 4];
+  const startKeys = opts.startKeys ?? 1000;
+  const log = opts.log ?? (() => undefined);
+  const hourMs = PRODUCTION_HOUR_MS;
+  const time: TimeSettings = { hourMs, graceHours: 0.1667, acceptanceHours: { aws: 6, azure: 24 } };
+  const runTag = randomBytes(4).toString('hex');
+
+  const dbName = `bench_ingest_${runTag}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`CREATE DATABASE "${dbName}"`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${dbName}`;
+  const cleanups: Array<() => Promise<unknown>> = [() => admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`)];
+
+  let rssPeak = 0;
+  let heapPeak = 0;
+  const sample = () => {
+    const m = process.memoryUsage();
+    rssPeak = Math.max(rssPeak, m.rss);
+    heapPeak = Math.max(heapPeak, m.heapUsed);
+  };
+  const sampler = setInterval(sample, 50);
+
+  try {
+    await migrate(url.toString());
+    const database = openDatabase(url.toString(), { max: 10, applicationName: 'remit-bench' });
+    cleanups.unshift(() => database.close());
+    const api = await startApi(database, time);
+    cleanups.unshift(() => api.app.close());
+
+    const nowHour = hourStart(Date.now(), hourMs);
+    // Each request moves its org further back in time, so every request inserts new rows
+    // (a new tally, the common case) rather than replacing existing ones.
+    const cursor = new Map<string, { keys: number; hoursBack: number }>();
+    const nextBody = (orgId: string, keys: number) => {
+      const c = cursor.get(orgId) ?? { keys, hoursBack: 0 };
+      const hours = batchSize / keys;
+      cursor.set(orgId, { keys, hoursBack: c.hoursBack + hours });
+      return batchBody(orgId, keys, hours, c.hoursBack, nowHour, hourMs);
+    };
+
+    // Warm-up (JIT, pool, plans), not measured.
+    for (let i = 0; i < 3; i++) await post(api, nextBody(`bench-${runTag}-warm`, 1000), batchSize);
+
+    const runs: IngestRun[] = [];
+    for (const [shape, keys] of [['hourly', batchSize], ['backfill', batchSize / 10]] as const) {
+      for (const concurrency of levels) {
+        const orgs = Array.from({ length: concurrency }, (_, i) => `bench-${runTag}-${shape}-c${concurrency}-${i}`);
+        const perClient = Math.ceil(requests / concurrency);
+        const payloads = orgs.map((o) => Array.from({ length: perClient }, () => nextBody(o, keys)));
+        const latencies: number[] = [];
+        const t0 = performance.now();
+        await Promise.all(
+          payloads.map(async (list) => {
+            for (const p of list) latencies.push((await post(api, p, batchSize)).ms);
+          }),
+        );
+        const elapsedMs = performance.now() - t0;
+        const n = perClient * concurrency * batchSize;
+        const run: IngestRun = { shape, keysPerBatch: keys, hoursPerBatch: batchSize / keys, concurrency, requests: perClient * concurrency, tallies: n, elapsedMs: round(elapsedMs), talliesPerSecond: round((n / elapsedMs) * 1000, 0), latencyMs: stats(latencies) };
+        runs.push(run);
+        log(`ingest ${shape} x${concurrency}: ${run.talliesPerSecond} tallies/s, p50 ${run.latencyMs.p50} ms, p95 ${run.latencyMs.p95} ms`);
+      }
+    }
+
+    let workflowStarts: IngestBench['workflowStarts'] = null;
+    if (temporalAddress) {
+      const connection = await Connection.connect({ address: temporalAddress });
+      const client = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE || 'default' });
+      // No worker polls this queue: the workflows are only started, then terminated.
+      const wired = await startApi(database, time, { client, taskQueue: `bench-ingest-${runTag}` });
+      const orgId = `bench-${runTag}-starts`;
+      const hours: number[] = [];
+      cleanups.unshift(async () => {
+        await wired.app.close();
+        await terminate(client, Array.from({ length: startKeys }, (_, k) => keyOf(orgId, k)), hours);
+        await connection.close();
+      });
+      hours.push(hourStart(Date.now(), hourMs));
+      const r = await post(wired, batchBody(orgId, startKeys, 1, 0, nowHour, hourMs), startKeys);
+      hours.push(hourStart(Date.now(), hourMs));
+      workflowStarts = { keys: startKeys, started: r.started, elapsedMs: round(r.ms), startsPerSecond: round((r.started / r.ms) * 1000) };
+      log(`workflow starts: ${r.started} keys in ${round(r.ms)} ms (${workflowStarts.startsPerSecond}/s)`);
+      cursor.set(orgId, { keys: startKeys, hoursBack: 1 });
+    }
+
+    const expected = [...cursor.values()].reduce((s, c) => s + c.hoursBack * c.keys, 0);
+    const stored = await database.pool.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM tallies');
+    if (stored.rows[0]!.n !== expected) throw new Error(`stored ${stored.rows[0]!.n} tallies, expected ${expected}`);
+    sample();
+    const hourly = runs.filter((r) => r.shape === 'hourly');
+    const seq = hourly.find((r) => r.concurrency === 1) ?? hourly[0]!;
+    return {
+      batchSize,
+      talliesPerSecond: Math.max(...hourly.map((r) => r.talliesPerSecond)),
+      sequential: { talliesPerSecond: seq.talliesPerSecond, latencyMs: seq.latencyMs },
+      runs,
+      workflowStarts,
+      storedRows: stored.rows[0]!.n,
+      memory: { rssPeakMb: round(rssPeak / 2 ** 20), heapUsedPeakMb: round(heapPeak / 2 ** 20) },
+    };
+  } finally {
+    clearInterval(sampler);
+    for (const c of cleanups) await c().catch((err: unknown) => console.error(`bench clean-up: ${String(err)}`));
+  }
+}
+
+/** Terminate the workflows the bench started, by id (not by a visibility query, which lags). */
+async function terminate(client: Client, keys: RemittanceKey[], hours: number[]): Promise<void> {
+  const ids = [...new Set(hours)].flatMap((h) => keys.map((k) => remittanceWorkflowId(k, h)));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < ids.length) {
+        const id = ids[next++]!;
+        await client.workflow.getHandle(id).terminate('benchmark clean-up').catch(() => undefined);
+      }
+    }),
+  );
+}
+
+if (require.main === module) {
+  benchIngest({ log: (l) => console.error(l) }).then(
+    (r) => console.log(JSON.stringify({ ingest: r })),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
