@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
+import { buildApi } from '../../api/app';
+import { createLogger } from '../../lib/log';
 import { eventually, startTestStack, type TestStack } from '../helpers/stack';
 
 const HOUR_MS = 3000;
@@ -46,6 +48,8 @@ async function tallyCount(orgId: string): Promise<number> {
 describe('one remittance end to end', () => {
   it('bills posted tallies once, in one record, visible in the emulator, the API and Temporal', async () => {
     const orgId = `org-${randomUUID().slice(0, 8)}`;
+    // Start at the beginning of an hour, so that both posts belong to the same remittance hour.
+    await new Promise((r) => setTimeout(r, stack.currentHourMs() + HOUR_MS - Date.now() + 20));
     const hour = stack.currentHourMs();
     const earlier = hour - HOUR_MS;
     // Two tally hours, one of them corrected within the batch and again in a second batch.
@@ -134,6 +138,23 @@ describe('one remittance end to end', () => {
       assert.equal((await stack.request('POST', '/v1/tallies', body, null)).status, 401);
       assert.equal((await stack.request('POST', '/v1/tallies', body, 'wrong')).status, 401);
       assert.equal((await stack.request('POST', '/v1/tallies', body, stack.tokens.operator)).status, 401);
+      assert.equal(await tallyCount(orgId), 0);
+    });
+    it('an oversized body gets 413 and a body that is not JSON gets 415, storing nothing', async () => {
+      const orgId = `org-bad-${randomUUID().slice(0, 8)}`;
+      const small = await buildApi({ database: stack.database, catalog: stack.catalog, time: stack.time, tokens: stack.tokens, log: createLogger('test', 'silent'), bodyLimitBytes: 2048 });
+      const url = await small.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const big = { tallies: Array.from({ length: 50 }, () => tally({ orgId })) };
+        const r = await fetch(`${url}/v1/tallies`, { method: 'POST', headers: { authorization: `Bearer ${stack.tokens.ingest}`, 'content-type': 'application/json' }, body: JSON.stringify(big) });
+        assert.equal(r.status, 413);
+        assert.match(await r.text(), /too large/i);
+      } finally {
+        await small.close();
+      }
+      const text = await fetch(`${stack.apiUrl}/v1/tallies`, { method: 'POST', headers: { authorization: `Bearer ${stack.tokens.ingest}`, 'content-type': 'text/plain' }, body: JSON.stringify({ tallies: [tally({ orgId })] }) });
+      assert.equal(text.status, 415);
+      assert.match(await text.text(), /application\/json/);
       assert.equal(await tallyCount(orgId), 0);
     });
     it('the service keeps serving after bad input', async () => {
