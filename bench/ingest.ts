@@ -15,6 +15,7 @@
 // counted; the API runs in this process on loopback, as in the test harness.
 
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
@@ -41,6 +42,10 @@ export interface IngestRun {
   /** Requests in flight at once. */
   concurrency: number;
   requests: number;
+  /** CPU time of this process (API, and the client's small share) per request, ms: independent of other load on the machine. */
+  nodeCpuMsPerRequest: number;
+  /** CPU time of the PostgreSQL backends serving the API per request, ms (null when PostgreSQL is not on this machine). */
+  postgresCpuMsPerRequest: number | null;
   tallies: number;
   elapsedMs: number;
   talliesPerSecond: number;
@@ -58,7 +63,8 @@ export interface IngestBench {
   workflowStarts: { keys: number; started: number; elapsedMs: number; startsPerSecond: number } | null;
   /** Every request stored all of its tallies (checked by counting rows at the end). */
   storedRows: number;
-  memory: { rssPeakMb: number; heapUsedPeakMb: number };
+  /** Peak RSS and JS heap of the bench process (API and client); the client holds one run's request bodies (payloadMb, outside the heap). */
+  memory: { rssPeakMb: number; heapUsedPeakMb: number; payloadMb: number };
 }
 
 export interface IngestBenchOptions {
@@ -119,7 +125,7 @@ async function startApi(database: Database, time: TimeSettings, temporal?: { cli
   return { url, token, app };
 }
 
-async function post(api: Api, payload: string, expected: number): Promise<{ ms: number; started: number }> {
+async function post(api: Api, payload: string | Buffer, expected: number): Promise<{ ms: number; started: number }> {
   const t0 = performance.now();
   const res = await fetch(`${api.url}/v1/tallies`, { method: 'POST', headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' }, body: payload });
   const text = await res.text();
@@ -160,6 +166,7 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
 
   let rssPeak = 0;
   let heapPeak = 0;
+  let payloadMbPeak = 0;
   const sample = () => {
     const m = process.memoryUsage();
     rssPeak = Math.max(rssPeak, m.rss);
@@ -193,8 +200,12 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
       for (const concurrency of levels) {
         const orgs = Array.from({ length: concurrency }, (_, i) => `bench-${runTag}-${shape}-c${concurrency}-${i}`);
         const perClient = Math.ceil(requests / concurrency);
-        const payloads = orgs.map((o) => Array.from({ length: perClient }, () => nextBody(o, keys)));
+        // Buffers, outside the JS heap, so the heap figure is the API's (RSS includes them).
+        const payloads = orgs.map((o) => Array.from({ length: perClient }, () => Buffer.from(nextBody(o, keys))));
+        payloadMbPeak = Math.max(payloadMbPeak, payloads.flat().reduce((sum, b) => sum + b.length, 0) / 2 ** 20);
         const latencies: number[] = [];
+        const pg0 = await backendCpuMs(database);
+        const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         await Promise.all(
           payloads.map(async (list) => {
@@ -202,10 +213,15 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
           }),
         );
         const elapsedMs = performance.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
+        const pg1 = await backendCpuMs(database);
+        let pgMs: number | null = null;
+        if (pg0 && pg1) pgMs = [...pg1].reduce((sum, [pid, ms]) => sum + ms - (pg0.get(pid) ?? 0), 0);
         const n = perClient * concurrency * batchSize;
-        const run: IngestRun = { shape, keysPerBatch: keys, hoursPerBatch: batchSize / keys, concurrency, requests: perClient * concurrency, tallies: n, elapsedMs: round(elapsedMs), talliesPerSecond: round((n / elapsedMs) * 1000, 0), latencyMs: stats(latencies) };
+        const nodeCpuMsPerRequest = round((cpu.user + cpu.system) / 1000 / (perClient * concurrency));
+        const run: IngestRun = { shape, keysPerBatch: keys, hoursPerBatch: batchSize / keys, concurrency, requests: perClient * concurrency, nodeCpuMsPerRequest, postgresCpuMsPerRequest: pgMs === null ? null : round(pgMs / (perClient * concurrency)), tallies: n, elapsedMs: round(elapsedMs), talliesPerSecond: round((n / elapsedMs) * 1000, 0), latencyMs: stats(latencies) };
         runs.push(run);
-        log(`ingest ${shape} x${concurrency}: ${run.talliesPerSecond} tallies/s, p50 ${run.latencyMs.p50} ms, p95 ${run.latencyMs.p95} ms`);
+        log(`ingest ${shape} x${concurrency}: ${run.talliesPerSecond} tallies/s, p50 ${run.latencyMs.p50} ms, p95 ${run.latencyMs.p95} ms, CPU ms/request: node ${nodeCpuMsPerRequest}, PostgreSQL ${run.postgresCpuMsPerRequest ?? '?'}`);
       }
     }
 
@@ -243,13 +259,39 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
       runs,
       workflowStarts,
       storedRows: stored.rows[0]!.n,
-      memory: { rssPeakMb: round(rssPeak / 2 ** 20), heapUsedPeakMb: round(heapPeak / 2 ** 20) },
+      memory: { rssPeakMb: round(rssPeak / 2 ** 20), heapUsedPeakMb: round(heapPeak / 2 ** 20), payloadMb: round(payloadMbPeak) },
     };
   } finally {
     clearInterval(sampler);
     for (const c of cleanups) await c().catch((err: unknown) => console.error(`bench clean-up: ${String(err)}`));
   }
 }
+
+/**
+ * CPU time (user + system, ms) of each PostgreSQL backend of the bench's pool, read from
+ * /proc/<pid>/stat: only when PostgreSQL runs on this machine, else null.
+ */
+async function backendCpuMs(database: Database): Promise<Map<number, number> | null> {
+  const r = await database.pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'remit-bench' AND backend_type = 'client backend'`);
+  const out = new Map<number, number>();
+  for (const { pid } of r.rows) {
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // the backend exited since (the pool closed an idle connection), or PostgreSQL is elsewhere
+    }
+    // A pid of another machine's PostgreSQL may name a local process: check it is a postgres.
+    if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) return null;
+    // Fields after the command name (which may contain spaces): utime and stime are the 14th and 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS);
+  }
+  return r.rows.length > 0 && out.size === 0 ? null : out;
+}
+
+/** sysconf(_SC_CLK_TCK): 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
 
 /** Terminate the workflows the bench started, by id (not by a visibility query, which lags). */
 async function terminate(client: Client, keys: RemittanceKey[], hours: number[]): Promise<void> {

@@ -47,15 +47,15 @@ function report(s: Summary): string {
     out.push(`\nIngestion: POST /v1/tallies, batches of ${i.batchSize.toLocaleString('en')} tallies, API in process, one SQL statement per batch`);
     out.push(
       table(
-        i.runs.map((r) => [`${r.shape} (${r.keysPerBatch.toLocaleString('en')} keys x ${r.hoursPerBatch} h)`, r.concurrency, r.requests, r.talliesPerSecond.toLocaleString('en'), r.latencyMs.p50, r.latencyMs.p95, r.latencyMs.max]),
-        ['batch shape', 'in flight', 'requests', 'tallies/s', 'p50 ms', 'p95 ms', 'max ms'],
+        i.runs.map((r) => [`${r.shape} (${r.keysPerBatch.toLocaleString('en')} keys x ${r.hoursPerBatch} h)`, r.concurrency, r.requests, r.talliesPerSecond.toLocaleString('en'), r.latencyMs.p50, r.latencyMs.p95, r.latencyMs.max, r.nodeCpuMsPerRequest, r.postgresCpuMsPerRequest ?? '?']),
+        ['batch shape', 'in flight', 'requests', 'tallies/s', 'p50 ms', 'p95 ms', 'max ms', 'CPU ms/req: node', 'PostgreSQL'],
       ),
     );
     if (i.workflowStarts) {
       const w = i.workflowStarts;
       out.push(`First batch of an hour for ${w.keys} new keys (one workflow start each): ${w.elapsedMs} ms, ${w.startsPerSecond} starts/s`);
     } else out.push('Workflow starts: not measured (no Temporal)');
-    out.push(`Memory (bench process, API included): peak RSS ${i.memory.rssPeakMb} MB, peak heap ${i.memory.heapUsedPeakMb} MB; rows stored ${i.storedRows.toLocaleString('en')}`);
+    out.push(`Memory of the bench process (API and client): peak RSS ${i.memory.rssPeakMb} MB (${i.memory.payloadMb} MB of it request bodies held by the client), peak JS heap ${i.memory.heapUsedPeakMb} MB; rows stored ${i.storedRows.toLocaleString('en')}`);
   }
   const mp: Array<Array<string | number>> = [];
   if (s.awsBatching && !('error' in s.awsBatching)) {
