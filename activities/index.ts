@@ -2,11 +2,11 @@
 // Dependencies come in through the factory; the worker wires them.
 //
 // How errors cross the activity/workflow line:
-// - a marketplace answer that is final (accepted, rejected, expired) is *returned*, never thrown;
-// - a retryable answer is thrown as a retryable ApplicationFailure (type = error code) with
-//   `nextRetryDelay` from the marketplace's retry-after, so Temporal retries it with backoff
-//   until the record's acceptance deadline (the activity's schedule-to-close timeout);
-// - database and network errors are thrown as they are: retried.
+// - every marketplace answer is *returned*, never thrown: final ones (accepted, rejected,
+//   expired) with their status, retryable and unconfirmed ones as status Sending with the error
+//   code, reason and the marketplace's retry-after, so the workflow shows each attempt (search
+//   attributes, current details) and decides when to send again, until the record's deadline;
+// - database errors and crashes are thrown (or time out): Temporal retries the activity.
 
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Database } from '../db/client';
@@ -42,11 +42,14 @@ export interface ActivityDeps {
 }
 
 export interface SendResult {
+  /** Final (Succeeded, Failed, Expired, ...) or Sending: not yet, send again after a while. */
   status: RemittanceStatus;
   receiptId?: string | null;
   errorCode?: string | null;
   reason?: string | null;
   attempts: number;
+  /** The marketplace's own retry-after, for a Sending result. */
+  retryAfterMs?: number;
 }
 
 function toResult(row: RemittanceRow): SendResult {
@@ -113,18 +116,18 @@ export function createActivities(deps: ActivityDeps) {
         log.info({ status: settled.status, errorCode: settled.errorCode }, 'remittance sent');
         return settled;
       }
-      const message = outcome.kind === 'retryable' ? `${outcome.code}: ${outcome.reason}` : `ambiguous: ${outcome.kind === 'ambiguous' ? outcome.reason : ''}`;
+      // Not final: the workflow shows the attempt and this error, waits, and sends again.
+      const code = outcome.kind === 'retryable' ? outcome.code : 'unknown';
+      const message = outcome.kind === 'retryable' ? `${outcome.code}: ${outcome.reason}` : `the marketplace's answer was lost and could not be confirmed yet: ${outcome.kind === 'ambiguous' ? outcome.reason : ''}`;
       await recordAttemptError(database, row.id, message);
       log.warn({ outcome }, 'marketplace send will be retried');
-      throw ApplicationFailure.create({
-        message,
-        type: outcome.kind === 'retryable' ? outcome.code : 'ambiguous',
-        nextRetryDelay: outcome.kind === 'retryable' && outcome.retryAfterMs ? outcome.retryAfterMs : undefined,
-      });
+      return { status: 'Sending', errorCode: code, reason: message, attempts: row.attempts, retryAfterMs: outcome.kind === 'retryable' ? outcome.retryAfterMs : undefined };
     },
 
     async markExpired(a: { remittanceId: string; reason: string }): Promise<SendResult> {
-      const row = await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason: a.reason });
+      const before = await getRemittance(database, a.remittanceId);
+      const reason = before?.lastError ? `${a.reason} Last error: ${before.lastError}` : a.reason;
+      const row = await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason });
       return toResult(row!);
     },
 

@@ -21,7 +21,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState } from '@temporalio/common';
-import type { RemittanceActivities } from '../activities';
+import type { RemittanceActivities, SendResult } from '../activities';
 import type { RemittanceKey } from '../domain/key';
 import {
   SA,
@@ -133,40 +133,44 @@ export async function remittanceWorkflow(input: RemittanceWorkflowInput): Promis
   log.info('remittance finished', { status: view.status, quantity: view.quantity });
   return view;
 
-  async function send(remittanceId: string, deadline: number, hourMs: number) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) return db.markExpired({ remittanceId, reason: 'The acceptance window closed before the record could be sent.' });
-    const marketplace = proxyActivities<RemittanceActivities>({
-      startToCloseTimeout: '2 minutes',
-      heartbeatTimeout: '10 seconds',
-      // Retried until the marketplace's acceptance deadline, not a fixed count.
-      scheduleToCloseTimeout: remaining,
-      retry: {
-        initialInterval: '1 second',
-        backoffCoefficient: 2,
-        maximumInterval: `${Math.max(1000, Math.min(600_000, hourMs / 12))} ms`,
-        nonRetryableErrorTypes: ['NonRetryable'],
-      },
-    });
-    try {
-      return await marketplace.sendRemittance({ remittanceId });
-    } catch (err) {
-      // Retries end at the deadline either as a timeout or, when the next backoff would pass the
-      // deadline, with the last retryable error and retry state TIMEOUT: both mean expired.
-      if (err instanceof ActivityFailure && (err.retryState === RetryState.TIMEOUT || err.cause instanceof TimeoutFailure)) {
-        return db.markExpired({ remittanceId, reason: `Retried until the acceptance deadline; last error: ${lastMessage(err)}` });
+  /**
+   * Send until the marketplace gives a final answer or the record's acceptance deadline passes.
+   * Each attempt is one activity; between attempts the workflow shows the attempt count and the
+   * last error (RemittanceErrorCode, current details) and backs off, honouring the marketplace's
+   * retry-after. Crashes and database errors inside an attempt are retried by Temporal.
+   */
+  async function send(remittanceId: string, deadline: number, hourMs: number): Promise<SendResult> {
+    const maxBackoff = Math.max(1000, Math.min(600_000, hourMs / 12));
+    let backoff = 1000;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return db.markExpired({ remittanceId, reason: 'Retried until the acceptance deadline passed.' });
+      const attempt = proxyActivities<RemittanceActivities>({
+        startToCloseTimeout: '2 minutes',
+        heartbeatTimeout: '10 seconds',
+        scheduleToCloseTimeout: remaining,
+        retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: `${maxBackoff} ms`, nonRetryableErrorTypes: ['NonRetryable'] },
+      });
+      let r: SendResult;
+      try {
+        r = await attempt.sendRemittance({ remittanceId });
+      } catch (err) {
+        if (err instanceof ActivityFailure && (err.retryState === RetryState.TIMEOUT || err.cause instanceof TimeoutFailure)) {
+          return db.markExpired({ remittanceId, reason: 'Retried until the acceptance deadline passed.' });
+        }
+        if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+          return db.markFailed({ remittanceId, errorCode: 'unknown', reason: err.cause.message });
+        }
+        throw err;
       }
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-        return db.markFailed({ remittanceId, errorCode: 'unknown', reason: err.cause.message });
-      }
-      throw err;
+      if (r.status !== 'Sending') return r;
+      const wait = Math.min(Math.max(backoff, r.retryAfterMs ?? 0), Math.max(0, deadline - Date.now()));
+      view.attempts = r.attempts;
+      show('Sending', `Attempt ${r.attempts} did not go through: ${r.reason}\n\nSending again in ${Math.round(wait / 1000)} s; deadline ${new Date(deadline).toISOString()}.`, r.errorCode);
+      if (wait > 0) await sleep(wait);
+      backoff = Math.min(maxBackoff, backoff * 2);
     }
   }
-}
-
-function lastMessage(err: ActivityFailure): string {
-  const cause = err.cause;
-  return cause instanceof TimeoutFailure && cause.lastHeartbeatDetails ? String(cause.lastHeartbeatDetails) : (cause?.message ?? err.message);
 }
 
 function describe(status: RemittanceStatus, reason: string | null | undefined, bill: number, receipt: string | undefined): string {

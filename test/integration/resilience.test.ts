@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { remittanceWorkflowId } from '../../domain/key';
 import { eventually, startTestStack, type TestStack } from '../helpers/stack';
 
 const run = promisify(execFile);
@@ -57,10 +58,22 @@ describe('retryable failures shorter than the window', () => {
     const orgB = `org-${randomUUID().slice(0, 8)}`;
     await fault(stack, { kind: 'throttle', durationMs: 6000, match: { customer: throttled } });
     await fault(stack, { kind: 'server-error', durationMs: 6000, match: { customer: outage } });
+    const hour = stack.currentHourMs();
     for (const [org, acct, v] of [[orgA, throttled, 7], [orgB, outage, 9]] as const) {
-      const r = await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, org, acct, v)] }, stack.tokens.ingest);
+      const r = await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, org, acct, v, hour)] }, stack.tokens.ingest);
       assert.equal(r.status, 202);
     }
+    // While it retries, the workflow itself says so: Sending, the attempt, the error code.
+    const key = { billingProvider: 'aws' as const, billingAccountId: throttled, orgId: orgA, productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs', sla: 'Premium', usage: 'Production' };
+    const handle = stack.client.workflow.getHandle(remittanceWorkflowId(key, hour));
+    const retrying = await eventually(async () => {
+      const v: any = await handle.query('state');
+      return v.status === 'Sending' && v.errorCode === 'marketplace_rate_limit' && v.attempts >= 1 ? v : undefined;
+    }, 20_000, 'the throttled remittance to show its retries');
+    assert.ok(retrying);
+    // What the Web UI shows as the workflow's current details (the built-in metadata query).
+    const metadata: any = await handle.query('__temporal_workflow_metadata');
+    assert.match(String(metadata.currentDetails), /marketplace_rate_limit/);
     for (const [org, acct, v] of [[orgA, throttled, 7], [orgB, outage, 9]] as const) {
       const items = await eventually(async () => {
         const all = await remittances(stack, org);
