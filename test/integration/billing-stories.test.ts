@@ -198,10 +198,11 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     }, 15_000, 'WaitingForContract in Temporal visibility');
 
     // The contract covers 1 of the 4 units; the PUT itself starts the current hour's remittance.
-    const contractHour = stack.currentHourMs();
+    const contractHour = await freshHour();
     const put = await putContract(s, `c-${s.orgId}`, { startDate: iso(monthStart()), metrics: [{ dimension: 'four_vcpu_hour', value: 1 }] });
     assert.equal(put.keysAffected, 1);
     assert.equal(put.remittancesStarted, 1);
+    assertStillIn(contractHour);
 
     const [, billed] = await settled(s.orgId, 2);
     assert.equal(billed!.status, 'Succeeded', `${billed!.status}: ${billed!.reason}`);
