@@ -124,15 +124,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   async function startCurrentHour(keys: RemittanceKey[], nowMs: number): Promise<{ remittancesStarted: number; scheduling?: string }> {
     if (!deps.temporal) return { remittancesStarted: 0, scheduling: 'no Temporal client: the hourly sweep will start the remittances' };
     const hour = hourStart(nowMs, deps.time.hourMs);
-    if (hour !== startedHour) {
+    if (hour > startedHour) {
       started.clear();
       startedHour = hour;
     }
-    const todo = keys.filter((k) => !started.has(keyString(k)));
+    // A request of an earlier hour (it began before the hour turned) starts its keys without the
+    // cache; and keys are remembered only for the hour they were started for, checked after the
+    // await: a slow start of hour H must not mark its keys as started for H+1, or their tallies
+    // of H+1 would never get a workflow (found by npm run chaos).
+    const todo = hour === startedHour ? keys.filter((k) => !started.has(keyString(k))) : keys;
     const temporal = deps.temporal;
     try {
       await startRemittances({ client: temporal.client, taskQueue: temporal.taskQueue, time: deps.time, database: deps.database }, todo, hour);
-      for (const k of todo) started.add(keyString(k));
+      if (hour === startedHour) for (const k of todo) started.add(keyString(k));
       return { remittancesStarted: todo.length };
     } catch (err) {
       deps.log.warn({ err }, 'could not start remittance workflows; the hourly sweep will start them');
