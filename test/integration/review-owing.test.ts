@@ -1,0 +1,77 @@
+// Review finding: an operator retry of an older failed hour (computeRemittance mode 'retry')
+// advances remittance_keys.computed_seq to the key's change_seq although it only looks at usage up
+// to its own (older) hour. A later hour's failure that only the hourly sweep would re-bill is then
+// hidden from the sweep (findOwingKeys), and its amount is never billed unless new tallies arrive.
+
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import { openDatabase, type Database } from '../../db/client';
+import { computeRemittance, findOwingKeys, markOutcome, markScheduled, markSending, previewRemittance, type TimeSettings } from '../../db/ledger';
+import { storeTallies } from '../../db/tallies';
+import { loadCatalog, type Catalog } from '../../domain/catalog';
+import { keyString, type RemittanceKey } from '../../domain/key';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+
+const HOUR = 3_600_000;
+const time: TimeSettings = { hourMs: HOUR, graceHours: 0.1667, acceptanceHours: { aws: 6, azure: 24 } };
+const R = Date.UTC(2025, 2, 10, 5);
+const S0 = R + HOUR;
+
+let testDb: TestDatabase;
+let database: Database;
+let catalog: Catalog;
+
+before(async () => {
+  testDb = await createTestDatabase('review_owing');
+  database = openDatabase(testDb.url, { max: 4 });
+  catalog = loadCatalog();
+});
+after(async () => {
+  await database?.close();
+  await testDb?.drop();
+});
+
+const compute = (key: RemittanceKey, hourMs: number, mode: 'initial' | 'retry', nowMs: number) =>
+  computeRemittance(database, { key, remittanceHourMs: hourMs, mode, catalog, time, nowMs });
+
+async function sendAndFail(id: string) {
+  await markSending(database, id);
+  await markOutcome(database, id, { status: 'Failed', errorCode: 'marketplace_customer_not_subscribed', reason: 'not subscribed' });
+}
+
+it('a retry of an older failed hour does not hide a later failed hour from the sweep', async () => {
+  const key: RemittanceKey = { billingProvider: 'aws', billingAccountId: String(100_000_000_000 + Math.floor(Math.random() * 1e9)), orgId: `org-${randomUUID().slice(0, 8)}`, productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs', sla: 'Premium', usage: 'Production' };
+  const k = keyString(key);
+
+  // Hour R: 3 vCPU-hours ingested (workflow R started), computed, sent, rejected.
+  await storeTallies(database, [{ key, hourMs: R, value: '3' }]);
+  await markScheduled(database.pool, [k], R);
+  const r = await compute(key, R, 'initial', R + 1.2 * HOUR);
+  assert.equal(r.bill, 3);
+  await sendAndFail(r.remittanceId);
+
+  // Hour S0 (the key's last usage): bills its own 2 plus R's failed 3, and is rejected too.
+  await storeTallies(database, [{ key, hourMs: S0, value: '2' }]);
+  await markScheduled(database.pool, [k], S0);
+  const s = await compute(key, S0, 'initial', S0 + 1.2 * HOUR);
+  assert.equal(s.bill, 5);
+  await sendAndFail(s.remittanceId);
+
+  const owingBefore = (await findOwingKeys(database, time, 100)).map(keyString);
+  assert.ok(owingBefore.includes(k), 'control: the failed S0 makes the key owing for the sweep');
+
+  // The operator retries hour R only (signal `retry` to R's waiting workflow, or the retry API
+  // with a range covering R), inside R's deadline. R re-bills its own 3 and succeeds.
+  const rr = await compute(key, R, 'retry', S0 + 1.5 * HOUR);
+  assert.equal(rr.bill, 3);
+  await markSending(database, rr.remittanceId);
+  await markOutcome(database, rr.remittanceId, { status: 'Succeeded', receiptId: 'rcpt-1' });
+
+  // 2 units (S0's own usage) are still owed...
+  const p = await previewRemittance(database, { key, remittanceHourMs: S0 + 3 * HOUR, catalog, time, nowMs: S0 + 3 * HOUR });
+  assert.equal(p.bill, 2, 'S0 usage is still owed');
+  // ...and nothing but the sweep would ever bill them: the key must still be owing.
+  const owingAfter = (await findOwingKeys(database, time, 100)).map(keyString);
+  assert.ok(owingAfter.includes(k), 'the key owes 2 units but the sweep no longer sees it: lost unless new tallies arrive');
+});
