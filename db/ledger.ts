@@ -238,8 +238,14 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
     );
   }
   // The computation has seen every change up to now. A failure of this record later marks the
-  // key owing again (markOutcome).
-  await c.query('UPDATE remittance_keys SET computed_seq = $2 WHERE key = $1', [k, changeSeq]);
+  // key owing again (markOutcome). Only the key's newest hour may say so: a recomputation of an
+  // older hour (an operator retry) sees usage only up to that hour, so a later hour's failure it
+  // does not bill must stay owing for the sweep.
+  await c.query(
+    `UPDATE remittance_keys SET computed_seq = $2 WHERE key = $1
+       AND NOT EXISTS (SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour > $3)`,
+    [k, changeSeq, hour],
+  );
   return { remittanceId: id, status: decision.status, bill: decision.bill, dimension: decision.dimension, errorCode: decision.errorCode, reason: decision.reason, deadlineMs, existing: false, periods: decision.periods };
 }
 
