@@ -166,6 +166,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get<{ Querystring: Record<string, string> }>('/v1/remittances/summary', { preHandler: authorize(['operator']) }, async (req) => {
+    checkQuery(req.query);
     const groupBy = (req.query.groupBy ?? '').split(',').filter(Boolean);
     for (const g of groupBy) if (!(GROUP_BY as readonly string[]).includes(g)) throw new HttpError(400, `groupBy must be a comma-separated list of ${GROUP_BY.join(', ')}`);
     return summarize(deps.database, filterFromQuery(req.query), groupBy as GroupBy[]);
@@ -187,7 +188,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get<{ Querystring: Record<string, string> }>('/v1/audit', { preHandler: authorize(['operator']) }, async (req) => {
     const limit = limitOf(req.query.limit);
     const before = req.query.cursor ? Number(req.query.cursor) : Number.MAX_SAFE_INTEGER;
-    if (!Number.isInteger(before)) throw new HttpError(400, 'invalid cursor');
+    if (!Number.isSafeInteger(before)) throw new HttpError(400, 'invalid cursor');
     const r = await deps.database.pool.query(
       `SELECT id, at, actor, action, dry_run AS "dryRun", request, result FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`,
       [before, limit + 1],
@@ -206,7 +207,16 @@ function limitOf(raw: string | undefined): number {
   return n;
 }
 
+/** Each query parameter once, as text PostgreSQL can take: a repeated one (an array) or a NUL gave a 500. */
+function checkQuery(q: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(q)) {
+    if (typeof v !== 'string') throw new HttpError(400, `query parameter ${k} must be given once`);
+    if (v.includes('\u0000')) throw new HttpError(400, `query parameter ${k} must not contain NUL`);
+  }
+}
+
 function filterFromQuery(q: Record<string, string | undefined>): RemittanceFilter {
+  checkQuery(q);
   const date = (f: string) => {
     const v = q[f];
     if (v === undefined) return undefined;

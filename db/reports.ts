@@ -107,6 +107,6 @@ function decodeCursor(c: string): [number, string] {
   const s = Buffer.from(c, 'base64url').toString();
   const dot = s.indexOf('.');
   const ms = Number(s.slice(0, dot));
-  if (dot < 0 || !Number.isFinite(ms)) throw new Error('invalid cursor');
+  if (dot < 0 || !Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) throw new Error('invalid cursor');
   return [ms, s.slice(dot + 1)];
 }

@@ -59,9 +59,10 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
 
-// One scan for the rare bad cases (surrounding whitespace, control characters); the message is
+// One scan for the rare bad cases (surrounding whitespace, control characters, unpaired surrogates,
+// which made keyString's encodeURIComponent throw: a 500); the message is
 // worked out only on a hit. \s is the set String.prototype.trim removes.
-const SUSPECT = /^\s|\s$|[\u0000-\u001f\u007f]/;
+const SUSPECT = /^\s|\s$|[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 function stringProblem(v: unknown): string | null {
   if (typeof v !== 'string') return v === undefined ? 'is required' : `must be a string, got ${describe(v)}`;
@@ -70,7 +71,8 @@ function stringProblem(v: unknown): string | null {
   if (!SUSPECT.test(v)) return null;
   // "Premium " and "Premium" would be two keys and two records for one customer's usage.
   if (v.trim() !== v) return 'must not start or end with whitespace';
-  return 'must not contain control characters';
+  if (/[\u0000-\u001f\u007f]/.test(v)) return 'must not contain control characters';
+  return 'must be valid Unicode (no unpaired surrogate)';
 }
 
 /** Exact decimal of a JSON number value, or why it is not an acceptable usage value. */

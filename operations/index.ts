@@ -61,7 +61,7 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   const errors: Array<{ field: string; message: string }> = [];
   if (!body || typeof body !== 'object' || Array.isArray(body)) return { ok: false, errors: [{ field: '', message: 'body must be a JSON object' }] };
   const b = body as Record<string, unknown>;
-  const str = (f: string) => (typeof b[f] === 'string' && (b[f] as string).length > 0 ? (b[f] as string) : (errors.push({ field: f, message: `${f} is required (a non-empty string)` }), ''));
+  const str = (f: string) => (typeof b[f] === 'string' && (b[f] as string).length > 0 && !(b[f] as string).includes('\u0000') ? (b[f] as string) : (errors.push({ field: f, message: `${f} is required (a non-empty string without NUL)` }), ''));
   const productTag = str('productTag');
   const date = (f: string) => {
     const v = b[f];
@@ -77,8 +77,8 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   if (!Number.isNaN(start.getTime()) && !Number.isNaN(end.getTime()) && end <= start) errors.push({ field: 'end', message: 'end must be after start' });
   const list = (f: string) => {
     if (b[f] === undefined) return undefined;
-    if (!Array.isArray(b[f]) || (b[f] as unknown[]).length === 0 || !(b[f] as unknown[]).every((x) => typeof x === 'string' && x.length > 0)) {
-      errors.push({ field: f, message: `${f} must be a non-empty array of strings` });
+    if (!Array.isArray(b[f]) || (b[f] as unknown[]).length === 0 || !(b[f] as unknown[]).every((x) => typeof x === 'string' && x.length > 0 && !x.includes('\u0000'))) {
+      errors.push({ field: f, message: `${f} must be a non-empty array of strings (without NUL)` });
       return undefined;
     }
     return b[f] as string[];
