@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { openDatabase, type Database } from '../../db/client';
 import { computeRemittance, findOwingKeys, markOutcome, markScheduled, markSending, previewRemittance, type TimeSettings } from '../../db/ledger';
 import { storeTallies } from '../../db/tallies';
+import { putContract } from '../../db/contracts';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
 import { keyString, type RemittanceKey } from '../../domain/key';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
@@ -88,7 +89,6 @@ it('usage waiting for a contract for over a month is billed once the contract ar
   await storeTallies(database, [{ key, hourMs: jan, value: '4' }]);
   const w = await compute(key, jan, 'initial', jan + 1.2 * HOUR);
   assert.equal(w.status, 'WaitingForContract');
-  const { putContract } = await import('../../db/contracts');
   await putContract(database, {
     contractId: `c-${key.orgId}`, orgId: key.orgId, billingProvider: 'aws', billingAccountId: customer, productTag: 'rosa',
     startDate: '2025-01-01T00:00:00.000Z', endDate: null, licenseId: null,
