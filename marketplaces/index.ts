@@ -22,6 +22,13 @@ export interface MarketplaceGateway {
 interface Lane {
   client: MarketplaceClient & { close?(): void };
   batcher: Batcher;
+  /**
+   * Admits one marketplace call outside the batcher (a resolve). Every attempt after a retryable
+   * or lost answer is a resolve, so without this a throttling storm or an outage would be met by
+   * one unthrottled call per waiting record: more throttling, and unconfirmed records running
+   * into their deadlines (found by npm run chaos).
+   */
+  admit?(record: UsageRecord): Promise<void | (() => void)>;
 }
 
 export function gatewayOf(lanes: Partial<Record<Marketplace, Lane>>): MarketplaceGateway {
@@ -31,7 +38,21 @@ export function gatewayOf(lanes: Partial<Record<Marketplace, Lane>>): Marketplac
     Promise.resolve({ kind: 'terminal', code: 'marketplace_rejected', reason: `marketplace ${r.customer.marketplace} is not configured on this worker` });
   return {
     submit: (r) => lanes[r.customer.marketplace]?.batcher.submit(r) ?? unconfigured(r),
-    resolve: (r) => lanes[r.customer.marketplace]?.client.resolve(r) ?? unconfigured(r),
+    async resolve(r) {
+      const lane = lanes[r.customer.marketplace];
+      if (!lane) return unconfigured(r);
+      let release: void | (() => void);
+      try {
+        release = await lane.admit?.(r);
+      } catch (err) {
+        return { kind: 'retryable', code: 'unknown', reason: `rate limiter failed: ${(err as Error)?.message ?? String(err)}; nothing was sent` };
+      }
+      try {
+        return await lane.client.resolve(r);
+      } finally {
+        if (typeof release === 'function') release();
+      }
+    },
     async close() {
       for (const l of Object.values(lanes)) {
         await l?.batcher.drain();
@@ -68,6 +89,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
     aws: {
       client: aws,
       batcher: createBatcher({ client: aws, groupKey: (r) => awsGroupKey(r, cfg.awsRegion), rateKey: () => `aws|${cfg.awsRegion}`, lingerMs, maxLingerMs, moreExpected, rateLimiter, isExpired: (r) => aws.isExpired(r), log }),
+      admit: () => rateLimiter.acquire(`aws|${cfg.awsRegion}`),
     },
   };
   if (cfg.azureMeteringEndpoint && cfg.azureClientSecret) {
@@ -85,6 +107,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
     lanes.azure = {
       client: azure,
       batcher: createBatcher({ client: azure, groupKey: () => 'azure', rateKey: () => 'azure', lingerMs, maxLingerMs, moreExpected, rateLimiter, isExpired: (r) => azure.isExpired(r), log }),
+      admit: () => rateLimiter.acquire('azure'),
     };
   } else {
     log.warn('Azure is not configured (AZURE_METERING_ENDPOINT, AZURE_CLIENT_SECRET): Azure remittances will fail until it is');
