@@ -134,10 +134,11 @@ export async function loadContractsFor(c: PoolClient | Database['pool'], key: Re
 async function gatherPeriods(c: PoolClient, key: RemittanceKey, k: string, hourMs: number, remittanceHourMs: number, excludeId: string | null) {
   const current = monthOf(remittanceHourMs);
   // Current and previous month always; older months only while they hold an amount that did
-  // not reach the marketplace (failed / expired / voided), so such an amount is never dropped.
+  // not reach the marketplace (failed / expired / voided) or usage that waited for a contract, so
+  // such an amount is never dropped.
   const older = await c.query<{ period: string }>(
     `SELECT DISTINCT p.period FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
-     WHERE p.key = $1 AND r.status = ANY($2) AND p.period < $3`,
+     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3`,
     [k, NOT_REMITTED, previousMonth(current)],
   );
   const periods = [...new Set([previousMonth(current), current, ...older.rows.map((r) => r.period)])].sort();
@@ -231,7 +232,9 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
       values,
     );
   }
-  for (const p of decision.periods.filter((p) => p.bill > 0 || p.gratis)) {
+  // Waiting months are recorded too (bill 0): they are what brings an old month back into the
+  // computation once a contract arrives, however late.
+  for (const p of decision.periods.filter((p) => p.bill > 0 || p.gratis || p.kind === 'waiting_for_contract')) {
     await c.query(
       `INSERT INTO remittance_parts (remittance_id, key, period, bill, claim, mtd, coverage, gratis) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
       [id, k, p.period, p.bill, p.claim, p.mtd, p.coverage, p.gratis],

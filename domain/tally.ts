@@ -8,7 +8,7 @@ import { normalizeMetricId } from './catalog';
 import { Decimal } from './decimal';
 import { parseInstant } from './instant';
 import { isMarketplace, MARKETPLACES, type RemittanceKey } from './key';
-import { hourStart } from './time';
+import { hourStart, monthOf, monthStartMs, previousMonth } from './time';
 
 export interface TallyError {
   /** Position in `tallies`; -1 for a problem of the batch itself. */
@@ -118,6 +118,8 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
   }
 
   const currentHour = hourStart(opts.nowMs, opts.hourMs);
+
+  const oldestBillable = monthStartMs(previousMonth(monthOf(opts.nowMs)));
   // Batches repeat a few hours and a few product/metric spellings thousands of times.
   const hourCache = new Map<string, { ms: number } | { error: string }>();
   const metricCache = new Map<string, Map<string, CatalogMetric | null>>();
@@ -181,6 +183,10 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
           parsed = { error: `must be on the hour (a multiple of ${opts.hourMs / 1000}s since the epoch), got ${JSON.stringify(hourRaw)}` };
         } else if (parsed.ms > currentHour) {
           parsed = { error: `is in the future: ${JSON.stringify(hourRaw)} starts after the current hour ${new Date(currentHour).toISOString()}` };
+        } else if (parsed.ms < oldestBillable) {
+          // Only the current and the previous accumulation period are still billed (billing.md);
+          // refusing older usage says so now instead of storing usage nobody will bill.
+          parsed = { error: `is before ${new Date(oldestBillable).toISOString()}: only the current and the previous month can still be billed` };
         }
       }
       if (typeof hourRaw === 'string') hourCache.set(hourRaw, parsed);

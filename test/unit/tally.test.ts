@@ -212,3 +212,16 @@ void test('fast: 10,000 tallies validate in a few milliseconds', () => {
   // A generous bound for slow CI machines; typically well under 10 ms.
   assert.ok(best < 50, `best of 5: ${best.toFixed(1)} ms`);
 });
+
+void test('refuses an hour before the previous month (no longer billable), accepts the first hour of the previous month', () => {
+  {
+    const catalog = loadCatalog();
+    const nowMs = Date.UTC(2026, 2, 10, 12);
+    const item = (hour: string) => ({ orgId: 'o', productTag: 'rosa', metric: 'Cores', sla: 'Premium', usage: 'Production', billingProvider: 'aws', billingAccountId: 'a', hour, value: 1 });
+    const old = validateTallyBatch({ tallies: [item('2026-01-31T23:00:00Z')] }, { catalog, hourMs: 3_600_000, nowMs });
+    assert.equal(old.ok, false);
+    assert.match(JSON.stringify(!old.ok && old.errors), /previous month/);
+    const ok = validateTallyBatch({ tallies: [item('2026-02-01T00:00:00Z')] }, { catalog, hourMs: 3_600_000, nowMs });
+    assert.equal(ok.ok, true);
+  }
+});
