@@ -151,7 +151,9 @@ export function createActivities(deps: ActivityDeps) {
     /** The hourly sweep: start the current hour's remittance of every key that still owes. */
     async startOwingRemittances(a: { atMs: number }): Promise<{ started: number }> {
       if (!deps.startRemittances) throw new Error('startOwingRemittances needs a Temporal client');
-      const hour = Math.floor(a.atMs / deps.time.hourMs) * deps.time.hourMs;
+      // The hour as of now, not as of when the sweep was scheduled: an attempt retried through a
+      // database outage must not start remittances for an hour that is already over.
+      const hour = Math.floor(Math.max(a.atMs, now()) / deps.time.hourMs) * deps.time.hourMs;
       let started = 0;
       let after = '';
       for (;;) {

@@ -53,7 +53,11 @@ export interface EarlierRemittance {
 }
 
 export function countsAsRemitted(e: Pick<EarlierRemittance, 'status' | 'gratis'>): boolean {
-  return e.gratis === true || !NOT_REMITTED.has(e.status.toLowerCase());
+  const status = e.status.toLowerCase();
+  // A gratis part counts whatever happens to the record it travels with (failed, expired), but
+  // an operator's void un-counts it like anything else, so a reset re-evaluates the month.
+  if (e.gratis === true) return status !== 'voided';
+  return !NOT_REMITTED.has(status);
 }
 
 /**

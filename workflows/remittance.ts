@@ -99,7 +99,9 @@ export async function remittanceWorkflow(input: RemittanceWorkflowInput): Promis
     let errorCode: string | null | undefined = c.errorCode;
     let reason: string | null | undefined = c.reason;
 
-    if (status === 'Pending') {
+    // Sending: the row was already in flight (a Temporal reset re-ran this workflow): resume the
+    // send, which asks the marketplace what it recorded before sending anything.
+    if (status === 'Pending' || status === 'Sending') {
       show('Sending', `Sending ${c.bill} ${c.dimension ?? ''} to ${key.billingProvider} (deadline ${view.deadline}).`);
       const sent = await send(c.remittanceId, deadlineMs, time.hourMs);
       status = sent.status;
@@ -120,7 +122,8 @@ export async function remittanceWorkflow(input: RemittanceWorkflowInput): Promis
       show('Failed', `${reason ?? 'Failed.'}\n\nThe hour can no longer be sent; its amount is billed in a later hour's record for this key.`, errorCode);
       break;
     }
-    const req = requests.shift()!;
+    // A reset queued behind a retry wins: voiding is what the operator asked for last.
+    const req = requests.find((r) => r.kind === 'reset') ?? requests[0]!;
     await db.recordAudit({ actor: req.input.actor ?? 'signal', action: `signal:${req.kind}`, request: { workflowId: workflowInfo().workflowId, reason: req.input.reason }, result: { from: status } });
     if (req.kind === 'reset') {
       await db.voidRemittance({ remittanceId: c.remittanceId, reason: req.input.reason ?? 'reset by operator signal' });
