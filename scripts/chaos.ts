@@ -609,7 +609,9 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
   const failedQuery = (code?: string) => `RemittanceStatus="Failed"${code ? ` AND RemittanceErrorCode="${code}"` : ''} AND TaskQueue="${stack.taskQueue}"`;
   async function bulkSignal(query: string, name: string, reason: string): Promise<void> {
     if (cli) {
-      await run(cli, ['workflow', 'signal', '--address', process.env.TEMPORAL_ADDRESS!, '--namespace', stack.config.temporalNamespace, '--query', query, '--name', name, '--input', JSON.stringify({ actor: 'chaos', reason }), '--reason', reason, '--yes'], { timeout: 30_000 });
+      await run(cli, ['workflow', 'signal', '--address', process.env.TEMPORAL_ADDRESS!, '--namespace', stack.config.temporalNamespace, '--query', query, '--name', name, '--input', JSON.stringify({ actor: 'chaos', reason }), '--reason', reason, '--yes'], { timeout: 30_000 }).catch((err: Error & { stderr?: string }) => {
+        throw new Error(`temporal workflow signal --query failed: ${(err.stderr ?? '').trim().split('\n').slice(-2).join(' ') || err.message}`);
+      });
     } else {
       for await (const wf of stack.client.workflow.list({ query })) await stack.client.workflow.getHandle(wf.workflowId).signal(name, { actor: 'chaos', reason }).catch(() => undefined);
     }
