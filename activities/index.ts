@@ -20,6 +20,7 @@ import {
   voidRemittances,
   withTransaction,
   findOwingKeys,
+  type Outcome,
   type RemittanceRow,
   type TimeSettings,
 } from '../db/ledger';
@@ -56,6 +57,17 @@ function toResult(row: RemittanceRow): SendResult {
   return { status: row.status, receiptId: row.receiptId, errorCode: row.errorCode, reason: row.reason, attempts: row.attempts };
 }
 
+function unconfirmed(last: string): Outcome {
+  return {
+    status: 'Unconfirmed',
+    errorCode: 'marketplace_unconfirmed',
+    reason:
+      `The record was sent but the marketplace's answer was lost, and it could not be confirmed before its window closed (last: ${last}). ` +
+      'It counts as remitted, so it is never billed twice. Check the marketplace report for this customer, dimension and hour: ' +
+      'if the record is not there, reset this hour (POST /v1/remittances/reset) and it is billed in the current hour.',
+  };
+}
+
 export function toUsageRecord(row: RemittanceRow): UsageRecord {
   if (!row.customer || !row.dimension) throw ApplicationFailure.nonRetryable(`remittance ${row.id} has no marketplace customer or dimension`, 'NonRetryable');
   return { recordId: row.id, customer: row.customer, dimension: row.dimension, quantity: row.bill, timestampMs: new Date(row.remittanceHour).getTime() };
@@ -70,6 +82,11 @@ export function createActivities(deps: ActivityDeps) {
       case 'accepted':
         return toResult((await markOutcome(database, row.id, { status: 'Succeeded', receiptId: outcome.receiptId }))!);
       case 'terminal': {
+        // After a lost answer, a rejection of the re-send does not prove the first send was not
+        // recorded (a customer can unsubscribe in between). Only Azure's expiry, which its client
+        // believes only after reading the usage back, is definite.
+        const definite = !row.inDoubt || (row.customer?.marketplace === 'azure' && outcome.code === 'marketplace_window_expired');
+        if (!definite) return toResult((await markOutcome(database, row.id, unconfirmed(`${outcome.code}: ${outcome.reason}`)))!);
         const status = outcome.code === 'marketplace_window_expired' ? 'Expired' : 'Failed';
         return toResult((await markOutcome(database, row.id, { status, errorCode: outcome.code, reason: outcome.reason }))!);
       }
@@ -102,16 +119,18 @@ export function createActivities(deps: ActivityDeps) {
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat(row.attempts), 1000);
       let outcome: SendOutcome;
+      let inDoubt = row.inDoubt;
       try {
         outcome = wasInFlight ? await deps.marketplaces.resolve(record) : await deps.marketplaces.submit(record);
         if (outcome.kind === 'ambiguous') {
+          inDoubt = true;
           log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
           outcome = await deps.marketplaces.resolve(record);
         }
       } finally {
         clearInterval(beat);
       }
-      const settled = await settle(row, outcome);
+      const settled = await settle({ ...row, inDoubt }, outcome);
       if (settled) {
         log.info({ status: settled.status, errorCode: settled.errorCode }, 'remittance sent');
         return settled;
@@ -119,16 +138,29 @@ export function createActivities(deps: ActivityDeps) {
       // Not final: the workflow shows the attempt and this error, waits, and sends again.
       const code = outcome.kind === 'retryable' ? outcome.code : 'unknown';
       const message = outcome.kind === 'retryable' ? `${outcome.code}: ${outcome.reason}` : `the marketplace's answer was lost and could not be confirmed yet: ${outcome.kind === 'ambiguous' ? outcome.reason : ''}`;
-      await recordAttemptError(database, row.id, message);
+      await recordAttemptError(database, row.id, message, inDoubt || outcome.kind === 'ambiguous');
       log.warn({ outcome }, 'marketplace send will be retried');
       return { status: 'Sending', errorCode: code, reason: message, attempts: row.attempts, retryAfterMs: outcome.kind === 'retryable' ? outcome.retryAfterMs : undefined };
     },
 
+    /**
+     * The acceptance deadline passed. If some attempt may have reached the marketplace (a lost
+     * answer, a worker that died mid-call), ask it once more (Azure can still read its usage
+     * back; AWS cannot) and, if it cannot say, record the send as Unconfirmed: counted as
+     * remitted, flagged for an operator, never billed a second time. Otherwise it expired.
+     */
     async markExpired(a: { remittanceId: string; reason: string }): Promise<SendResult> {
       const before = await getRemittance(database, a.remittanceId);
-      const reason = before?.lastError ? `${a.reason} Last error: ${before.lastError}` : a.reason;
-      const row = await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason });
-      return toResult(row!);
+      if (!before) throw ApplicationFailure.nonRetryable(`remittance ${a.remittanceId} does not exist`, 'NonRetryable');
+      if ((before.status === 'Sending' || before.status === 'Pending') && (before.inDoubt || before.attemptOpen) && before.customer) {
+        const doubtful = { ...before, inDoubt: true };
+        const outcome = await deps.marketplaces.resolve(toUsageRecord(before));
+        const settled = await settle(doubtful, outcome);
+        if (settled) return settled;
+        return toResult((await markOutcome(database, before.id, unconfirmed(before.lastError ?? a.reason)))!);
+      }
+      const reason = before.lastError ? `${a.reason} Last error: ${before.lastError}` : a.reason;
+      return toResult((await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason }))!);
     },
 
     async markFailed(a: { remittanceId: string; errorCode: string; reason: string }): Promise<SendResult> {

@@ -48,6 +48,10 @@ export interface RemittanceRow {
   reason: string | null;
   receiptId: string | null;
   attempts: number;
+  /** An attempt began and has not come back (true after a crash mid-call). */
+  attemptOpen: boolean;
+  /** Some attempt may have reached the marketplace without a definite answer. */
+  inDoubt: boolean;
   lastError: string | null;
   deadline: string | null;
   billedOn: string | null;
@@ -72,7 +76,7 @@ export interface ComputeOutcome {
 const ROW_COLUMNS = `r.id, r.key, r.billing_provider AS "billingProvider", r.billing_account_id AS "billingAccountId",
   r.org_id AS "orgId", r.product_tag AS "productTag", r.metric, r.sla, r.usage, r.remittance_hour AS "remittanceHour",
   r.status, r.bill, r.claim, r.dimension, r.customer, r.license_id AS "licenseId", r.error_code AS "errorCode",
-  r.reason, r.receipt_id AS "receiptId", r.attempts, r.last_error AS "lastError", r.deadline, r.billed_on AS "billedOn",
+  r.reason, r.receipt_id AS "receiptId", r.attempts, r.attempt_open AS "attemptOpen", r.in_doubt AS "inDoubt", r.last_error AS "lastError", r.deadline, r.billed_on AS "billedOn",
   r.workflow_id AS "workflowId", r.created_at AS "createdAt", r.updated_at AS "updatedAt"`;
 
 export async function withTransaction<T>(database: Database, fn: (c: PoolClient) => Promise<T>): Promise<T> {
@@ -244,9 +248,11 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
   // key owing again (markOutcome). Only the key's newest hour may say so: a recomputation of an
   // older hour (an operator retry) sees usage only up to that hour, so a later hour's failure it
   // does not bill must stay owing for the sweep.
+  // Likewise usage of later tally hours (stored during this hour's grace) is not billed here.
   await c.query(
     `UPDATE remittance_keys SET computed_seq = $2 WHERE key = $1
-       AND NOT EXISTS (SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour > $3)`,
+       AND NOT EXISTS (SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour > $3)
+       AND NOT EXISTS (SELECT 1 FROM tallies WHERE key = $1 AND hour > $3)`,
     [k, changeSeq, hour],
   );
   return { remittanceId: id, status: decision.status, bill: decision.bill, dimension: decision.dimension, errorCode: decision.errorCode, reason: decision.reason, deadlineMs, existing: false, periods: decision.periods };
@@ -265,14 +271,17 @@ export async function markSending(database: Database, id: string): Promise<{ row
     const row = r.rows[0];
     if (!row) return undefined;
     if (!sourcesOf('Sending').includes(row.status)) return { row, wasInFlight: false };
-    await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, updated_at = now() WHERE id = $1`, [id]);
-    return { row: { ...row, status: 'Sending', attempts: row.attempts + 1 }, wasInFlight: row.status === 'Sending' };
+    // An attempt still open means the previous one died mid-call: it may have reached the
+    // marketplace, and nothing but the marketplace can say.
+    const inDoubt = row.inDoubt || row.attemptOpen;
+    await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, attempt_open = true, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
+    return { row: { ...row, status: 'Sending', attempts: row.attempts + 1, attemptOpen: true, inDoubt }, wasInFlight: row.status === 'Sending' };
   });
 }
 
 export type Outcome =
   | { status: 'Succeeded'; receiptId: string }
-  | { status: 'Failed' | 'Expired'; errorCode: string; reason: string };
+  | { status: 'Failed' | 'Expired' | 'Unconfirmed'; errorCode: string; reason: string };
 
 /**
  * Record a final marketplace outcome. Only a row still in flight changes (a late duplicate of
@@ -283,23 +292,25 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
   return withTransaction(database, async (c) => {
     if (o.status === 'Succeeded') {
       await c.query(
-        `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, updated_at=now()
+        `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, attempt_open=false, updated_at=now()
          WHERE id=$1 AND status = ANY($3)`,
         [id, o.receiptId, sourcesOf('Succeeded')],
       );
     } else {
       const r = await c.query<{ key: string }>(
-        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE id=$1 AND status = ANY($5) RETURNING key`,
+        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5) RETURNING key`,
         [id, o.status, o.errorCode, o.reason, sourcesOf(o.status).filter((s) => s === 'Pending' || s === 'Sending')],
       );
-      await markKeysOwing(c, r.rows.map((x) => x.key));
+      // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
+      if (o.status !== 'Unconfirmed') await markKeysOwing(c, r.rows.map((x) => x.key));
     }
     return getRemittance(c, id);
   });
 }
 
-export async function recordAttemptError(database: Database, id: string, message: string): Promise<void> {
-  await database.pool.query('UPDATE remittances SET last_error=$2, updated_at=now() WHERE id=$1', [id, message.slice(0, 2000)]);
+/** An attempt came back without a final answer; `lost` when it may have been recorded anyway. */
+export async function recordAttemptError(database: Database, id: string, message: string, lost: boolean): Promise<void> {
+  await database.pool.query('UPDATE remittances SET last_error=$2, attempt_open=false, in_doubt = in_doubt OR $3, updated_at=now() WHERE id=$1', [id, message.slice(0, 2000), lost]);
 }
 
 /** Void remittances (operator reset): their amounts are billed again by a later hour. */
@@ -314,10 +325,11 @@ export async function voidRemittances(c: PoolClient, ids: string[], reason: stri
 }
 
 /**
- * Keys whose owed amount changed since their last computation, and whose change no started
- * workflow will pick up: a workflow for hour S computes at S + hour x (1 + grace), and covers
- * every change made before that. So a key ingested during hour R (workflow R started) is not
- * swept at R + 1; a failure recorded after the last scheduled computation is.
+ * Keys whose owed amount changed since their last computation, and that no started workflow is
+ * still about to compute: a workflow for hour S computes at S + hour x (1 + grace). So a key
+ * ingested during hour R (workflow R started) is not swept at R + 1; a key still owing after its
+ * last scheduled computation (a failure recorded later, usage of a later hour whose workflow the
+ * API could not start) is.
  */
 export async function findOwingKeys(database: Database, time: Pick<TimeSettings, 'hourMs' | 'graceHours'>, limit: number, afterKey = ''): Promise<RemittanceKey[]> {
   const r = await database.pool.query<RemittanceKey>(
@@ -325,7 +337,7 @@ export async function findOwingKeys(database: Database, time: Pick<TimeSettings,
             product_tag AS "productTag", metric, sla, usage
      FROM remittance_keys
      WHERE change_seq > computed_seq AND key > $1
-       AND (scheduled_hour IS NULL OR scheduled_hour + make_interval(secs => $3) <= last_change_at)
+       AND (scheduled_hour IS NULL OR scheduled_hour + make_interval(secs => $3) <= now())
      ORDER BY key LIMIT $2`,
     [afterKey, limit, (time.hourMs * (1 + time.graceHours)) / 1000],
   );

@@ -94,6 +94,10 @@ export const remittances = pgTable(
     reason: text('reason'),
     receiptId: text('receipt_id'),
     attempts: integer('attempts').notNull().default(0),
+    /** A send attempt has begun and not yet come back with an answer (a crash leaves it true). */
+    attemptOpen: boolean('attempt_open').notNull().default(false),
+    /** Some attempt may have reached the marketplace without a definite answer (lost, crashed). */
+    inDoubt: boolean('in_doubt').notNull().default(false),
     lastError: text('last_error'),
     deadline: ts('deadline'),
     billedOn: ts('billed_on'),

@@ -13,7 +13,7 @@ export const RECOMPUTABLE: readonly RemittanceStatus[] = ['Failed', 'NothingDue'
 
 export const TRANSITIONS: Readonly<Record<RemittanceStatus, readonly RemittanceStatus[]>> = {
   Pending: ['Sending', 'Failed', 'Expired'],
-  Sending: ['Sending', 'Succeeded', 'Failed', 'Expired'],
+  Sending: ['Sending', 'Succeeded', 'Failed', 'Expired', 'Unconfirmed'],
   Succeeded: ['Voided'],
   Gratis: ['Voided'],
   Failed: [...COMPUTED, 'Voided'],
@@ -21,6 +21,9 @@ export const TRANSITIONS: Readonly<Record<RemittanceStatus, readonly RemittanceS
   WaitingForContract: COMPUTED,
   Expired: [],
   Voided: [],
+  // Counted as remitted (it may be billed); an operator voids it once the marketplace's report
+  // shows it missing, and a later read-back may still confirm it.
+  Unconfirmed: ['Succeeded', 'Voided'],
 };
 
 /** Amounts in these statuses no longer count as remitted: a later hour bills them again. */

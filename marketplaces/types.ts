@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'marketplace_rejected',
   'marketplace_window_expired',
   'contract_missing',
+  'marketplace_unconfirmed',
   'unknown',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -68,7 +68,7 @@ export async function auditLedger(d: {
 
   // 3. Nothing hidden.
   for (const r of rows) {
-    if (['Failed', 'Expired', 'Voided', 'WaitingForContract'].includes(r.status) && !r.reason) {
+    if (['Failed', 'Expired', 'Voided', 'WaitingForContract', 'Unconfirmed'].includes(r.status) && !r.reason) {
       violations.push({ invariant: 'nothing-hidden', message: `${r.status} remittance without a reason`, remittanceId: r.id, key: r.key });
     }
     if (r.status === 'Failed' && !r.error_code) violations.push({ invariant: 'nothing-hidden', message: 'failed remittance without an error code', remittanceId: r.id, key: r.key });
@@ -118,6 +118,13 @@ export async function auditLedger(d: {
         if (rec.quantity !== r.bill || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
           violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${r.bill} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}`, remittanceId: r.id, key: r.key });
         }
+      }
+      // An unconfirmed send (its answer lost until its window closed) is what the marketplace
+      // says it is: there, it was billed once; missing, it still owes and an operator must reset it.
+      for (const r of rows.filter((x) => x.billing_provider === mp && x.status === 'Unconfirmed')) {
+        const rec = slots.get(`${customerIdOf(r.customer)}|${r.dimension}|${new Date(r.remittance_hour).getTime()}`);
+        if (rec && rec.quantity === r.bill) seen.add(rec.receiptId);
+        else violations.push({ invariant: 'nothing-lost', message: `unconfirmed remittance the marketplace does not have (${r.bill} ${r.dimension}): reset this hour to bill it again`, remittanceId: r.id, key: r.key });
       }
       for (const rec of records) {
         if (!seen.has(rec.receiptId)) {

@@ -124,12 +124,12 @@ function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {
 }
 
 /**
- * Reset: void what was recorded as remitted in the range (Succeeded, Gratis), so it is billed
+ * Reset: void what was recorded as remitted in the range (Succeeded, Gratis, Unconfirmed), so it is billed
  * again in the current hour. Records still in flight (Pending, Sending) are never voided: their
  * send may still be accepted, and voiding them could bill twice.
  */
 export async function resetRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const rows = await selectAll(d.database, filterOf(r, ['Succeeded', 'Gratis']));
+  const rows = await selectAll(d.database, filterOf(r, ['Succeeded', 'Gratis', 'Unconfirmed']));
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'void' }));
   let started: string[] = [];
   if (!r.dryRun && rows.length) {

@@ -32,6 +32,8 @@ export const REMITTANCE_STATUSES = [
   'NothingDue',
   'Gratis',
   'Voided',
+  /** Sent, but the marketplace's answer never came back and its window closed: counted, flagged. */
+  'Unconfirmed',
 ] as const;
 export type RemittanceStatus = (typeof REMITTANCE_STATUSES)[number];
 

@@ -15,7 +15,7 @@ describe('remittance lifecycle', () => {
   it('never voids a record in flight, whose send may still be accepted', () => {
     assert.equal(sourcesOf('Voided').includes('Sending'), false);
     assert.equal(sourcesOf('Voided').includes('Pending'), false);
-    assert.deepEqual(sourcesOf('Voided').sort(), ['Failed', 'Gratis', 'Succeeded']);
+    assert.deepEqual(sourcesOf('Voided').sort(), ['Failed', 'Gratis', 'Succeeded', 'Unconfirmed']);
   });
   it('ends expired and voided for good: their amounts are billed by a later hour instead', () => {
     assert.deepEqual(TRANSITIONS.Expired, []);
@@ -27,7 +27,8 @@ describe('remittance lifecycle', () => {
     assert.equal(RECOMPUTABLE.includes('Succeeded'), false);
     assert.equal(RECOMPUTABLE.includes('Expired'), false);
   });
-  it('reaches Succeeded only from a send in flight', () => {
-    assert.deepEqual(sourcesOf('Succeeded'), ['Sending']);
+  it('reaches Succeeded only from a send in flight, or from one whose answer was lost', () => {
+    assert.deepEqual(sourcesOf('Succeeded'), ['Sending', 'Unconfirmed']);
+    assert.equal(NOT_REMITTED.includes('Unconfirmed'), false, 'an unconfirmed send counts: billing it again could bill twice');
   });
 });
