@@ -13,6 +13,7 @@ import type { Database } from '../db/client';
 import {
   computeRemittance,
   getRemittance,
+  markDispatched,
   markOutcome,
   markSending,
   recordAttemptError,
@@ -121,7 +122,13 @@ export function createActivities(deps: ActivityDeps) {
       let outcome: SendOutcome;
       let inDoubt = row.inDoubt;
       try {
-        outcome = wasInFlight ? await deps.marketplaces.resolve(record) : await deps.marketplaces.submit(record);
+        const dispatch = () => markDispatched(database, row.id);
+        if (wasInFlight) {
+          await dispatch();
+          outcome = await deps.marketplaces.resolve(record);
+        } else {
+          outcome = await deps.marketplaces.submit(record, { onDispatch: dispatch });
+        }
         if (outcome.kind === 'ambiguous') {
           inDoubt = true;
           log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');

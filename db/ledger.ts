@@ -274,8 +274,8 @@ export async function markSending(database: Database, id: string): Promise<{ row
     // An attempt still open means the previous one died mid-call: it may have reached the
     // marketplace, and nothing but the marketplace can say.
     const inDoubt = row.inDoubt || row.attemptOpen;
-    await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, attempt_open = true, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
-    return { row: { ...row, status: 'Sending', attempts: row.attempts + 1, attemptOpen: true, inDoubt }, wasInFlight: row.status === 'Sending' };
+    await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, attempt_open = false, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
+    return { row: { ...row, status: 'Sending', attempts: row.attempts + 1, attemptOpen: false, inDoubt }, wasInFlight: row.status === 'Sending' };
   });
 }
 
@@ -306,6 +306,11 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
     }
     return getRemittance(c, id);
   });
+}
+
+/** The record's call is about to go out: from here on, a crash leaves the send in doubt. */
+export async function markDispatched(database: Database, id: string): Promise<void> {
+  await database.pool.query(`UPDATE remittances SET attempt_open = true WHERE id = $1 AND status = 'Sending'`, [id]);
 }
 
 /** An attempt came back without a final answer; `lost` when it may have been recorded anyway. */

@@ -124,13 +124,22 @@ export interface BatcherOptions {
 
 export interface Batcher {
   /** Resolves with this record's own outcome; never rejects for a marketplace answer. */
-  submit(record: UsageRecord): Promise<SendOutcome>;
+  submit(record: UsageRecord, hooks?: SubmitHooks): Promise<SendOutcome>;
   /** Resolves when everything submitted so far has its outcome. */
   drain(): Promise<void>;
 }
 
+export interface SubmitHooks {
+  /**
+   * Awaited just before the record's call goes out (not while it waits in the queue): the ledger
+   * records that this record may now reach the marketplace. If it fails, the record is not sent.
+   */
+  onDispatch?(): Promise<void>;
+}
+
 interface Entry {
   record: UsageRecord;
+  hooks?: SubmitHooks;
   resolve(outcome: SendOutcome): void;
   /** Sent in a call of its own (after a whole-batch window rejection). */
   alone: boolean;
@@ -179,9 +188,9 @@ export function createBatcher(options: BatcherOptions): Batcher {
   const groups = new Map<string, Group>();
   const inFlight = new Set<Promise<void>>();
 
-  function submit(record: UsageRecord): Promise<SendOutcome> {
+  function submit(record: UsageRecord, hooks?: SubmitHooks): Promise<SendOutcome> {
     if (isExpired(record)) return Promise.resolve(windowExpired(record));
-    return new Promise<SendOutcome>((resolve) => enqueue(options.groupKey(record), { record, resolve, alone: false }));
+    return new Promise<SendOutcome>((resolve) => enqueue(options.groupKey(record), { record, hooks, resolve, alone: false }));
   }
 
   function enqueue(key: string, entry: Entry, front = false): void {
@@ -276,7 +285,15 @@ export function createBatcher(options: BatcherOptions): Batcher {
     return batch;
   }
 
-  async function sendBatch(key: string, batch: Entry[]): Promise<void> {
+  async function sendBatch(key: string, all: Entry[]): Promise<void> {
+    // A record whose dispatch could not be recorded stays unsent: sending it unrecorded could
+    // leave a crash unexplained.
+    const dispatched = await Promise.all(all.map((e) => (e.hooks?.onDispatch ? e.hooks.onDispatch().then(() => true, () => false) : true)));
+    const batch = all.filter((e, i) => {
+      if (!dispatched[i]) e.resolve({ kind: 'retryable', code: 'unknown', reason: 'could not record the send before making it; nothing was sent' });
+      return dispatched[i];
+    });
+    if (batch.length === 0) return;
     let outcomes: SendOutcome[];
     try {
       outcomes = await client.send(batch.map((e) => e.record));

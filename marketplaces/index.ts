@@ -10,11 +10,11 @@ import type { Marketplace } from '../domain/key';
 import type { Logger } from '../lib/log';
 import { awsGroupKey, createAwsMarketplace } from './aws';
 import { createAzureMarketplace } from './azure';
-import { createBatcher, createInProcessRateLimiter, type Batcher, type RateLimiter } from './batcher';
+import { createBatcher, createInProcessRateLimiter, type Batcher, type RateLimiter, type SubmitHooks } from './batcher';
 import type { MarketplaceClient, SendOutcome, UsageRecord } from './types';
 
 export interface MarketplaceGateway {
-  submit(record: UsageRecord): Promise<SendOutcome>;
+  submit(record: UsageRecord, hooks?: SubmitHooks): Promise<SendOutcome>;
   resolve(record: UsageRecord): Promise<SendOutcome>;
   close(): Promise<void>;
 }
@@ -37,7 +37,7 @@ export function gatewayOf(lanes: Partial<Record<Marketplace, Lane>>): Marketplac
   const unconfigured = (r: UsageRecord): Promise<SendOutcome> =>
     Promise.resolve({ kind: 'terminal', code: 'marketplace_rejected', reason: `marketplace ${r.customer.marketplace} is not configured on this worker` });
   return {
-    submit: (r) => lanes[r.customer.marketplace]?.batcher.submit(r) ?? unconfigured(r),
+    submit: (r, hooks) => lanes[r.customer.marketplace]?.batcher.submit(r, hooks) ?? unconfigured(r),
     async resolve(r) {
       const lane = lanes[r.customer.marketplace];
       if (!lane) return unconfigured(r);
