@@ -15,37 +15,21 @@
 //   REMIT_AZURE_EMULATOR_DIMENSIONS    comma-separated; default: the catalog's Azure dimensions
 
 import { loadConfig } from '../config/env';
-import { loadCatalog } from '../domain/catalog';
 import { DEFAULT_AZURE_DIMENSIONS, startAzureEmulator } from './azure';
 import { DEFAULT_CERTS_DIR, ensureLocalCerts } from './certs';
 import { startEntraEmulator } from './entra';
+import { catalogDimensions, envInt, envList, runEmulatorMain } from './run-main';
 
-function int(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return v;
-}
-
-function catalogDimensions(): string[] {
-  const dims = new Set<string>();
-  for (const product of loadCatalog().products.values()) {
-    for (const m of product.metrics) if (m.dimensions.azure) dims.add(m.dimensions.azure);
-  }
-  return dims.size > 0 ? [...dims] : [...DEFAULT_AZURE_DIMENSIONS];
-}
-
-async function main(): Promise<void> {
+async function start() {
   const config = loadConfig();
   const time = config.time;
   const host = process.env.REMIT_EMULATOR_HOST || '127.0.0.1';
   const certs = await ensureLocalCerts(process.env.REMIT_CERT_DIR || DEFAULT_CERTS_DIR);
-  const dimensions = process.env.REMIT_AZURE_EMULATOR_DIMENSIONS?.split(',').map((s) => s.trim()).filter(Boolean) || catalogDimensions();
+  const dimensions = envList('REMIT_AZURE_EMULATOR_DIMENSIONS') ?? (catalogDimensions('azure').length > 0 ? catalogDimensions('azure') : [...DEFAULT_AZURE_DIMENSIONS]);
   const clientSecret = config.azureClientSecret ?? 'local-emulator-secret';
 
   const entra = await startEntraEmulator({
-    port: int('REMIT_ENTRA_EMULATOR_PORT', 4568),
+    port: envInt('REMIT_ENTRA_EMULATOR_PORT', 4568),
     host,
     certPem: certs.certPem,
     keyPem: certs.keyPem,
@@ -53,7 +37,7 @@ async function main(): Promise<void> {
     clients: [{ clientId: config.azureClientId, clientSecret }],
   });
   const azure = await startAzureEmulator({
-    port: int('REMIT_AZURE_EMULATOR_PORT', 4567),
+    port: envInt('REMIT_AZURE_EMULATOR_PORT', 4567),
     host,
     certPem: certs.certPem,
     keyPem: certs.keyPem,
@@ -66,20 +50,7 @@ async function main(): Promise<void> {
   console.log(`Microsoft Entra emulator listening on ${entra.url} (tenant ${config.azureTenantId}, client ${config.azureClientId}${config.azureClientSecret ? '' : ', secret local-emulator-secret'})`);
   console.log(`Trust the local CA explicitly: REMIT_EXTRA_CA_CERT_FILE=${certs.caFile}`);
 
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    Promise.all([azure.close(), entra.close()]).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  return [azure, entra];
 }
 
-main().catch((err: unknown) => {
-  console.error(`Azure/Entra emulators failed to start: ${(err as Error).message}`);
-  process.exit(1);
-});
+runEmulatorMain('Azure/Entra emulators', start);

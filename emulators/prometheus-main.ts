@@ -6,28 +6,14 @@
 
 import { timeConfigFromEnv } from '../config/env';
 import { startPrometheusEmulator } from './prometheus';
+import { envInt, runEmulatorMain } from './run-main';
 
-async function main(): Promise<void> {
+async function start() {
   const time = timeConfigFromEnv();
-  const raw = process.env.REMIT_PROMETHEUS_EMULATOR_PORT;
-  const port = raw === undefined || raw === '' ? 9090 : Number(raw);
-  if (!Number.isInteger(port) || port < 0) throw new Error(`REMIT_PROMETHEUS_EMULATOR_PORT must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  const port = envInt('REMIT_PROMETHEUS_EMULATOR_PORT', 9090);
   const emu = await startPrometheusEmulator({ port, host: process.env.REMIT_EMULATOR_HOST || '127.0.0.1', hourMs: time.hourMs });
   console.log(`Prometheus emulator listening on ${emu.url} (load series: POST ${emu.url}/_emulator/series, hour = ${time.hourMs / 1000} s)`);
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    emu.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  return [emu];
 }
 
-main().catch((err: unknown) => {
-  console.error(`Prometheus emulator failed to start: ${(err as Error).message}`);
-  process.exit(1);
-});
+runEmulatorMain('Prometheus emulator', start);
