@@ -11,6 +11,7 @@ const operationBody = {
   required: ['productTag', 'start', 'end'],
   properties: {
     productTag: { type: 'string' },
+    metric: { type: 'string', description: 'optional: only this metric of the product' },
     start: { type: 'string', format: 'date-time' },
     end: { type: 'string', format: 'date-time' },
     orgIds: { type: 'array', items: { type: 'string' } },

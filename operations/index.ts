@@ -26,6 +26,8 @@ export interface OperationDeps {
 
 export interface OperationRequest {
   productTag: string;
+  /** Optional: only this metric of the product (the canonical id, e.g. `Cores`). */
+  metric?: string;
   start: Date;
   end: Date;
   orgIds?: string[];
@@ -87,6 +89,7 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   const billingAccountIds = list('billingAccountIds');
   if ((b.orgIds === undefined) === (b.billingAccountIds === undefined)) errors.push({ field: 'orgIds', message: 'give exactly one of orgIds and billingAccountIds' });
   if (b.dryRun !== undefined && typeof b.dryRun !== 'boolean') errors.push({ field: 'dryRun', message: 'dryRun must be a boolean' });
+  if (b.metric !== undefined && (typeof b.metric !== 'string' || b.metric.length === 0)) errors.push({ field: 'metric', message: 'metric must be a non-empty string' });
   let status: string[] | undefined;
   if (opts.withStatus && b.status !== undefined) {
     const s = Array.isArray(b.status) ? b.status : [b.status];
@@ -94,11 +97,11 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
     else status = s as string[];
   }
   if (errors.length) return { ok: false, errors };
-  return { ok: true, value: { productTag, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, actor } };
+  return { ok: true, value: { productTag, metric: typeof b.metric === 'string' ? b.metric : undefined, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, actor } };
 }
 
 function filterOf(r: OperationRequest, status: string[]): RemittanceFilter {
-  return { productTag: r.productTag, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status };
+  return { productTag: r.productTag, metric: r.metric, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status };
 }
 
 async function selectAll(database: Database, f: RemittanceFilter): Promise<RemittanceItem[]> {
@@ -141,12 +144,12 @@ export async function resetRemittances(d: OperationDeps, r: OperationRequest): P
 
 /** Recalculate: recompute each key from current tallies and contracts; bill the difference now. */
 export async function recalculateRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const params: unknown[] = [r.productTag, r.start, r.end, r.orgIds ?? null, r.billingAccountIds ?? null];
+  const params: unknown[] = [r.productTag, r.start, r.end, r.orgIds ?? null, r.billingAccountIds ?? null, r.metric ?? null];
   const res = await d.database.pool.query<{ key: string }>(
     `SELECT DISTINCT key FROM (
-       SELECT key, org_id, billing_account_id FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
-       UNION SELECT key, org_id, billing_account_id FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
-     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) ORDER BY key`,
+       SELECT key, org_id, billing_account_id, metric FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
+       UNION SELECT key, org_id, billing_account_id, metric FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
+     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) AND ($6::text IS NULL OR metric = $6) ORDER BY key`,
     params,
   );
   const keys = res.rows.map((x) => parseKeyString(x.key));
@@ -199,7 +202,7 @@ async function signalIfWaiting(client: Client, workflowId: string, actor: string
 }
 
 async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[]): Promise<OperationResult> {
-  const request = { productTag: r.productTag, start: r.start.toISOString(), end: r.end.toISOString(), orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, status: r.status };
+  const request = { productTag: r.productTag, metric: r.metric, start: r.start.toISOString(), end: r.end.toISOString(), orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, status: r.status };
   const auditId = await recordAudit(d.database.pool, {
     actor: r.actor,
     action,

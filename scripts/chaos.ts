@@ -734,9 +734,17 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
     const pre = await stack.audit();
     const missing = pre.violations.filter((v) => v.remittanceId && v.message.startsWith('unconfirmed remittance the marketplace does not have'));
     for (const v of missing) {
-      const row = (await stack.database.pool.query('SELECT product_tag, org_id, remittance_hour FROM remittances WHERE id = $1', [v.remittanceId])).rows[0];
+      const row = (await stack.database.pool.query('SELECT product_tag, metric, org_id, remittance_hour FROM remittances WHERE id = $1', [v.remittanceId])).rows[0];
       const at = new Date(row.remittance_hour).getTime();
-      const res = await stack.request('POST', '/v1/remittances/reset', { productTag: row.product_tag, start: new Date(at).toISOString(), end: new Date(at + 1).toISOString(), orgIds: [row.org_id], dryRun: false });
+      const body = { productTag: row.product_tag, metric: row.metric, start: new Date(at).toISOString(), end: new Date(at + 1).toISOString(), orgIds: [row.org_id], dryRun: true };
+      // Preview first, as the runbook says: reset only if exactly that remittance would change.
+      const preview = await stack.request('POST', '/v1/remittances/reset', body);
+      const ids = preview.status === 200 ? (preview.body.changes as Array<{ remittanceId: string }>).map((c) => c.remittanceId) : [];
+      if (ids.length !== 1 || ids[0] !== v.remittanceId) {
+        stats.operatorErrors.push(`reset of unconfirmed ${v.remittanceId} not done: the preview would change ${JSON.stringify(ids)}`);
+        continue;
+      }
+      const res = await stack.request('POST', '/v1/remittances/reset', { ...body, dryRun: false });
       if (res.status === 200) bump(stats.operator, 'reset-unconfirmed');
       else stats.operatorErrors.push(`reset of unconfirmed ${v.remittanceId}: ${res.status}`);
     }
