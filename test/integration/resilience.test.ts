@@ -300,8 +300,9 @@ describe('operator signals and the retry API on failed hours', () => {
 describe('answers lost until the window closes', () => {
   let stack: TestStack;
   before(async () => {
-    // 2-second hours, a 2-hour window: a record of hour R can be sent until R + 4 s.
-    stack = await startTestStack({ hourMs: 2000, graceHours: 0.25, awsAcceptanceHours: 2, sweep: true });
+    // 2-second hours, a 5-hour window: a record of hour R can be sent until R + 10 s, room
+    // enough for the first send to go out even on a busy machine.
+    stack = await startTestStack({ hourMs: 2000, graceHours: 0.25, awsAcceptanceHours: 5, sweep: true });
   });
   after(async () => stack?.stop());
 
@@ -309,13 +310,13 @@ describe('answers lost until the window closes', () => {
     const acct = newAccount();
     const orgId = `org-${randomUUID().slice(0, 8)}`;
     // Every answer for this customer is lost until well after the window: AWS records the first send.
-    await fault(stack, { kind: 'lost-response', durationMs: 9000, match: { customer: acct } });
+    await fault(stack, { kind: 'lost-response', durationMs: 16_000, match: { customer: acct } });
     const hour = stack.currentHourMs();
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 7, hour)] }, stack.tokens.ingest)).status, 202);
     const [row] = await eventually(async () => {
       const all = await remittances(stack, orgId);
       return all.length >= 1 && all[0].status === 'Unconfirmed' ? all : undefined;
-    }, 30_000, 'the unconfirmed remittance');
+    }, 40_000, 'the unconfirmed remittance');
     assert.equal(row.errorCode, 'marketplace_unconfirmed');
     assert.match(row.reason, /reset/);
     // Hours later nothing billed it again: it counts as remitted.
@@ -332,16 +333,17 @@ describe('answers lost until the window closes', () => {
     const acct = newAccount();
     const orgId = `org-${randomUUID().slice(0, 8)}`;
     // AWS never answers (and stores nothing) until the window has closed.
-    await fault(stack, { kind: 'timeout', durationMs: 7000, match: { customer: acct } });
+    const faultEnds = Date.now() + 13_000;
+    await fault(stack, { kind: 'timeout', durationMs: 13_000, match: { customer: acct } });
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 4)] }, stack.tokens.ingest)).status, 202);
     const [row] = await eventually(async () => {
       const all = await remittances(stack, orgId);
       return all.length >= 1 && all[0].status === 'Unconfirmed' ? all : undefined;
-    }, 40_000, 'the unconfirmed remittance');
+    }, 50_000, 'the unconfirmed remittance');
     assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 0);
     const report = await stack.audit();
     assert.ok(report.violations.some((v) => v.remittanceId === row.id && v.invariant === 'nothing-lost' && /reset/.test(v.message)), JSON.stringify(report.violations));
-    await new Promise((r) => setTimeout(r, 3000)); // the fault is over
+    await new Promise((r) => setTimeout(r, Math.max(0, faultEnds - Date.now()) + 500)); // the fault is over
     const body = { productTag: 'rhel-for-x86-els-payg-addon', start: row.remittanceHour, end: new Date(Date.parse(row.remittanceHour) + 1).toISOString(), orgIds: [orgId], dryRun: false };
     const reset = await stack.request('POST', '/v1/remittances/reset', body);
     assert.equal(reset.status, 200, JSON.stringify(reset.body));
