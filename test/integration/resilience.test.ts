@@ -310,13 +310,16 @@ describe('answers lost until the window closes', () => {
     const acct = newAccount();
     const orgId = `org-${randomUUID().slice(0, 8)}`;
     // Every answer for this customer is lost until well after the window: AWS records the first send.
-    await fault(stack, { kind: 'lost-response', durationMs: 16_000, match: { customer: acct } });
+    await fault(stack, { kind: 'lost-response', durationMs: 30_000, match: { customer: acct } });
     const hour = stack.currentHourMs();
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 7, hour)] }, stack.tokens.ingest)).status, 202);
-    const [row] = await eventually(async () => {
+    const row = await eventually(async () => {
       const all = await remittances(stack, orgId);
-      return all.length >= 1 && all[0].status === 'Unconfirmed' ? all : undefined;
-    }, 40_000, 'the unconfirmed remittance');
+      return all.find((i) => i.status === 'Unconfirmed');
+    }, 60_000, 'the unconfirmed remittance').catch(async (e) => {
+      console.error(JSON.stringify(await remittances(stack, orgId), null, 1));
+      throw e;
+    });
     assert.equal(row.errorCode, 'marketplace_unconfirmed');
     assert.match(row.reason, /reset/);
     // Hours later nothing billed it again: it counts as remitted.
@@ -336,10 +339,13 @@ describe('answers lost until the window closes', () => {
     const faultEnds = Date.now() + 13_000;
     await fault(stack, { kind: 'timeout', durationMs: 13_000, match: { customer: acct } });
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 4)] }, stack.tokens.ingest)).status, 202);
-    const [row] = await eventually(async () => {
+    const row = await eventually(async () => {
       const all = await remittances(stack, orgId);
-      return all.length >= 1 && all[0].status === 'Unconfirmed' ? all : undefined;
-    }, 50_000, 'the unconfirmed remittance');
+      return all.find((i) => i.status === 'Unconfirmed');
+    }, 60_000, 'the unconfirmed remittance').catch(async (e) => {
+      console.error(JSON.stringify(await remittances(stack, orgId), null, 1));
+      throw e;
+    });
     assert.equal(stack.aws.records().filter((r) => r.customer === acct).length, 0);
     const report = await stack.audit();
     assert.ok(report.violations.some((v) => v.remittanceId === row.id && v.invariant === 'nothing-lost' && /reset/.test(v.message)), JSON.stringify(report.violations));
