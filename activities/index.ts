@@ -27,6 +27,7 @@ import {
 } from '../db/ledger';
 import type { Catalog } from '../domain/catalog';
 import { keyString, type RemittanceKey } from '../domain/key';
+import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import type { MarketplaceGateway } from '../marketplaces';
 import type { SendOutcome, UsageRecord } from '../marketplaces/types';
@@ -183,16 +184,12 @@ export function createActivities(deps: ActivityDeps) {
       await recordAudit(database.pool, e);
     },
 
-    async getRemittance(a: { remittanceId: string }) {
-      return getRemittance(database, a.remittanceId);
-    },
-
     /** The hourly sweep: start the current hour's remittance of every key that still owes. */
     async startOwingRemittances(a: { atMs: number }): Promise<{ started: number }> {
       if (!deps.startRemittances) throw new Error('startOwingRemittances needs a Temporal client');
       // The hour as of now, not as of when the sweep was scheduled: an attempt retried through a
       // database outage must not start remittances for an hour that is already over.
-      const hour = Math.floor(Math.max(a.atMs, now()) / deps.time.hourMs) * deps.time.hourMs;
+      const hour = hourStart(Math.max(a.atMs, now()), deps.time.hourMs);
       let started = 0;
       let after = '';
       for (;;) {
