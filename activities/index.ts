@@ -11,24 +11,32 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Database } from '../db/client';
 import {
-  computeRemittance,
-  getRemittance,
+  claimHourClose,
+  computeGroup,
+  findOwingKeys,
+  finishHourClose,
+  getRecord,
+  loadContractsForScopes,
   markDispatched,
   markOutcome,
   markSending,
+  recomputeRecord,
   recordAttemptError,
   recordAudit,
-  voidRemittances,
-  withTransaction,
-  findOwingKeys,
+  groupsOfHour,
+  voidRecord,
+  type GroupOutcome,
+  type GroupTarget,
   type Outcome,
-  type RemittanceRow,
+  type RecordRow,
   type TimeSettings,
 } from '../db/ledger';
-import type { Catalog } from '../domain/catalog';
+import { lookupMetric, type Catalog } from '../domain/catalog';
 import { keyString, type RemittanceKey } from '../domain/key';
-import { hourStart } from '../domain/time';
+import { recordIdentity, recordTargetOf } from '../domain/record';
+import { closedHourAt } from '../domain/time';
 import type { Logger } from '../lib/log';
+import type { RecordStart } from '../lib/remittance-client';
 import type { MarketplaceGateway } from '../marketplaces';
 import type { SendOutcome, UsageRecord } from '../marketplaces/types';
 import type { RemittanceStatus } from '../workflows/definitions';
@@ -39,14 +47,17 @@ export interface ActivityDeps {
   time: TimeSettings;
   marketplaces: MarketplaceGateway;
   log: Logger;
-  /** Starts the remittances of keys for an hour (idempotent); used by the hourly sweep. */
-  startRemittances?: (keys: RemittanceKey[], hourMs: number) => Promise<unknown>;
+  /** Starts one record workflow (idempotent per workflow id); used by the sweep that closes an hour. */
+  startRecordWorkflow?: (start: RecordStart) => Promise<unknown>;
+  /** Workflow starts in flight at once while an hour closes (default 32). */
+  startConcurrency?: number;
   now?: () => number;
 }
 
 export interface SendResult {
   /** Final (Succeeded, Failed, Expired, ...) or Sending: not yet, send again after a while. */
   status: RemittanceStatus;
+  quantity: number;
   receiptId?: string | null;
   errorCode?: string | null;
   reason?: string | null;
@@ -55,8 +66,8 @@ export interface SendResult {
   retryAfterMs?: number;
 }
 
-function toResult(row: RemittanceRow): SendResult {
-  return { status: row.status, receiptId: row.receiptId, errorCode: row.errorCode, reason: row.reason, attempts: row.attempts };
+function toResult(row: RecordRow): SendResult {
+  return { status: row.status, quantity: row.quantity, receiptId: row.receiptId, errorCode: row.errorCode, reason: row.reason, attempts: row.attempts };
 }
 
 function unconfirmed(last: string): Outcome {
@@ -70,16 +81,21 @@ function unconfirmed(last: string): Outcome {
   };
 }
 
-export function toUsageRecord(row: RemittanceRow): UsageRecord {
-  if (!row.customer || !row.dimension) throw ApplicationFailure.nonRetryable(`remittance ${row.id} has no marketplace customer or dimension`, 'NonRetryable');
-  return { recordId: row.id, customer: row.customer, dimension: row.dimension, quantity: row.bill, timestampMs: new Date(row.remittanceHour).getTime() };
+export function toUsageRecord(row: RecordRow): UsageRecord {
+  return { recordId: row.id, customer: row.customer, dimension: row.dimension, quantity: row.quantity, timestampMs: new Date(row.remittanceHour).getTime() };
+}
+
+/** Heartbeat a regular activity; a local activity cannot (its workflow task is its liveness). */
+function heartbeat(details?: unknown): void {
+  const ctx = Context.current();
+  if (!ctx.info.isLocal) ctx.heartbeat(details);
 }
 
 export function createActivities(deps: ActivityDeps) {
   const now = deps.now ?? Date.now;
   const { database } = deps;
 
-  async function settle(row: RemittanceRow, outcome: SendOutcome): Promise<SendResult | undefined> {
+  async function settle(row: RecordRow, outcome: SendOutcome): Promise<SendResult | undefined> {
     switch (outcome.kind) {
       case 'accepted':
         return toResult((await markOutcome(database, row.id, { status: 'Succeeded', receiptId: outcome.receiptId }))!);
@@ -87,7 +103,7 @@ export function createActivities(deps: ActivityDeps) {
         // After a lost answer, a rejection of the re-send does not prove the first send was not
         // recorded (a customer can unsubscribe in between). Only Azure's expiry, which its client
         // believes only after reading the usage back, is definite.
-        const definite = !row.inDoubt || (row.customer?.marketplace === 'azure' && outcome.code === 'marketplace_window_expired');
+        const definite = !row.inDoubt || (row.customer.marketplace === 'azure' && outcome.code === 'marketplace_window_expired');
         if (!definite) return toResult((await markOutcome(database, row.id, unconfirmed(`${outcome.code}: ${outcome.reason}`)))!);
         const status = outcome.code === 'marketplace_window_expired' ? 'Expired' : 'Failed';
         return toResult((await markOutcome(database, row.id, { status, errorCode: outcome.code, reason: outcome.reason }))!);
@@ -97,50 +113,67 @@ export function createActivities(deps: ActivityDeps) {
     }
   }
 
-  return {
-    async computeRemittance(a: { key: RemittanceKey; remittanceHourMs: number; mode: 'initial' | 'retry'; workflowId: string }) {
-      const out = await computeRemittance(database, { ...a, catalog: deps.catalog, time: deps.time, nowMs: now() });
-      deps.log.info({ key: a.key, hour: new Date(a.remittanceHourMs).toISOString(), workflowId: a.workflowId, status: out.status, bill: out.bill }, 'remittance computed');
-      return out;
-    },
+  /** Workflow starts for what one group's computation produced. */
+  function startsOf(g: GroupOutcome, hourMs: number): RecordStart[] {
+    const starts: RecordStart[] = [];
+    const hourLengthMs = deps.time.hourMs;
+    if (g.record) {
+      const rows = g.computed.filter((c) => c.status === 'Pending');
+      const first = rows[0]!.key;
+      starts.push({
+        workflowId: g.record.workflowId,
+        input: { recordId: g.record.id, remittanceHourMs: hourMs, deadlineMs: new Date(g.record.deadline).getTime(), hourLengthMs },
+        attributes: { marketplace: first.billingProvider, billingAccountId: first.billingAccountId, productTag: first.productTag, metric: first.metric, orgIds: rows.map((r) => r.key.orgId), hourMs, status: 'Pending', errorCode: null },
+        summary: `${g.record.quantity} ${g.record.dimension} · ${recordIdentity(g.record.customer, g.record.dimension).replace(/\|/g, ' · ')} · ${new Date(hourMs).toISOString()}`,
+      });
+    }
+    // Usage that goes to no record this hour is shown by one workflow per billing account,
+    // product and metric: Failed before sending (no dimension, no identifiers), or waiting.
+    const unsent = new Map<string, typeof g.computed>();
+    for (const c of g.computed) if (c.workflowId && (c.status === 'Failed' || c.status === 'WaitingForContract')) unsent.set(c.workflowId, [...(unsent.get(c.workflowId) ?? []), c]);
+    for (const [workflowId, rows] of unsent) {
+      const shown = rows.find((r) => r.status === 'Failed') ?? rows[0]!;
+      const k = shown.key;
+      starts.push({
+        workflowId,
+        input: { remittanceHourMs: hourMs, deadlineMs: hourMs + hourLengthMs * (deps.time.acceptanceHours[k.billingProvider] ?? 6), hourLengthMs, status: shown.status, errorCode: shown.errorCode, reason: shown.reason },
+        attributes: { marketplace: k.billingProvider, billingAccountId: k.billingAccountId, productTag: k.productTag, metric: k.metric, orgIds: rows.map((r) => r.key.orgId), hourMs, status: shown.status, errorCode: shown.errorCode },
+        summary: `${shown.status} · ${k.billingProvider} · ${k.billingAccountId} · ${k.productTag} ${k.metric} · ${new Date(hourMs).toISOString()}`,
+      });
+    }
+    return starts;
+  }
 
+  return {
     /**
-     * Send one remittance's record. The intent (Sending, attempts + 1) is committed first; an
-     * attempt that finds the record already in flight (a crash or lost answer before) asks the
-     * marketplace what it recorded instead of sending blind.
+     * Send one record. The intent (Sending, attempts + 1) is committed first; an attempt that
+     * finds the record already in flight (a crash or lost answer before) asks the marketplace
+     * what it recorded instead of sending blind.
      */
-    async sendRemittance(a: { remittanceId: string }): Promise<SendResult> {
-      const marked = await markSending(database, a.remittanceId);
-      if (!marked) throw ApplicationFailure.nonRetryable(`remittance ${a.remittanceId} does not exist`, 'NonRetryable');
+    async sendRecord(a: { recordId: string }): Promise<SendResult> {
+      const marked = await markSending(database, a.recordId);
+      if (!marked) throw ApplicationFailure.nonRetryable(`marketplace record ${a.recordId} does not exist`, 'NonRetryable');
       const { row, wasInFlight } = marked;
       if (row.status !== 'Sending') return toResult(row);
       const record = toUsageRecord(row);
-      const log = deps.log.child({ remittanceId: row.id, workflowId: row.workflowId, attempt: row.attempts });
-      // Heartbeats let Temporal notice within seconds that this worker died mid-send, instead of
-      // waiting for the start-to-close timeout.
-      const ctx = Context.current();
-      const beat = setInterval(() => ctx.heartbeat(row.attempts), 1000);
+      const log = deps.log.child({ recordId: row.id, workflowId: row.workflowId, attempt: row.attempts });
       let outcome: SendOutcome;
       let inDoubt = row.inDoubt;
-      try {
-        const dispatch = () => markDispatched(database, row.id);
-        if (wasInFlight) {
-          await dispatch();
-          outcome = await deps.marketplaces.resolve(record);
-        } else {
-          outcome = await deps.marketplaces.submit(record, { onDispatch: dispatch });
-        }
-        if (outcome.kind === 'ambiguous') {
-          inDoubt = true;
-          log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
-          outcome = await deps.marketplaces.resolve(record);
-        }
-      } finally {
-        clearInterval(beat);
+      const dispatch = () => markDispatched(database, row.id);
+      if (wasInFlight) {
+        await dispatch();
+        outcome = await deps.marketplaces.resolve(record);
+      } else {
+        outcome = await deps.marketplaces.submit(record, { onDispatch: dispatch });
+      }
+      if (outcome.kind === 'ambiguous') {
+        inDoubt = true;
+        log.warn({ reason: outcome.reason }, 'marketplace answer lost; asking the marketplace what it recorded');
+        outcome = await deps.marketplaces.resolve(record);
       }
       const settled = await settle({ ...row, inDoubt }, outcome);
       if (settled) {
-        log.info({ status: settled.status, errorCode: settled.errorCode }, 'remittance sent');
+        log.info({ status: settled.status, errorCode: settled.errorCode, quantity: row.quantity }, 'record sent');
         return settled;
       }
       // Not final: the workflow shows the attempt and this error, waits, and sends again.
@@ -148,7 +181,7 @@ export function createActivities(deps: ActivityDeps) {
       const message = outcome.kind === 'retryable' ? `${outcome.code}: ${outcome.reason}` : `the marketplace's answer was lost and could not be confirmed yet: ${outcome.kind === 'ambiguous' ? outcome.reason : ''}`;
       await recordAttemptError(database, row.id, message, inDoubt || outcome.kind === 'ambiguous');
       log.warn({ outcome }, 'marketplace send will be retried');
-      return { status: 'Sending', errorCode: code, reason: message, attempts: row.attempts, retryAfterMs: outcome.kind === 'retryable' ? outcome.retryAfterMs : undefined };
+      return { status: 'Sending', quantity: row.quantity, errorCode: code, reason: message, attempts: row.attempts, retryAfterMs: outcome.kind === 'retryable' ? outcome.retryAfterMs : undefined };
     },
 
     /**
@@ -157,52 +190,108 @@ export function createActivities(deps: ActivityDeps) {
      * back; AWS cannot) and, if it cannot say, record the send as Unconfirmed: counted as
      * remitted, flagged for an operator, never billed a second time. Otherwise it expired.
      */
-    async markExpired(a: { remittanceId: string; reason: string }): Promise<SendResult> {
-      const before = await getRemittance(database, a.remittanceId);
-      if (!before) throw ApplicationFailure.nonRetryable(`remittance ${a.remittanceId} does not exist`, 'NonRetryable');
-      if ((before.status === 'Sending' || before.status === 'Pending') && (before.inDoubt || before.attemptOpen) && before.customer) {
-        const doubtful = { ...before, inDoubt: true };
+    async markExpired(a: { recordId: string; reason: string }): Promise<SendResult> {
+      const before = await getRecord(database, a.recordId);
+      if (!before) throw ApplicationFailure.nonRetryable(`marketplace record ${a.recordId} does not exist`, 'NonRetryable');
+      if ((before.status === 'Sending' || before.status === 'Pending') && (before.inDoubt || before.attemptOpen)) {
         const outcome = await deps.marketplaces.resolve(toUsageRecord(before));
-        const settled = await settle(doubtful, outcome);
+        const settled = await settle({ ...before, inDoubt: true }, outcome);
         if (settled) return settled;
         return toResult((await markOutcome(database, before.id, unconfirmed(before.lastError ?? a.reason)))!);
       }
       const reason = before.lastError ? `${a.reason} Last error: ${before.lastError}` : a.reason;
-      return toResult((await markOutcome(database, a.remittanceId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason }))!);
+      return toResult((await markOutcome(database, a.recordId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason }))!);
     },
 
-    async markFailed(a: { remittanceId: string; errorCode: string; reason: string }): Promise<SendResult> {
-      const row = await markOutcome(database, a.remittanceId, { status: 'Failed', errorCode: a.errorCode, reason: a.reason });
-      return toResult(row!);
+    async markFailed(a: { recordId: string; errorCode: string; reason: string }): Promise<SendResult> {
+      return toResult((await markOutcome(database, a.recordId, { status: 'Failed', errorCode: a.errorCode, reason: a.reason }))!);
     },
 
-    async voidRemittance(a: { remittanceId: string; reason: string }): Promise<void> {
-      await withTransaction(database, (c) => voidRemittances(c, [a.remittanceId], a.reason));
+    /** An operator's retry or recalculate of a failed record: recompute it in its own hour. */
+    async recomputeRecord(a: { recordId: string }): Promise<SendResult> {
+      return toResult(await recomputeRecord(database, a.recordId, { catalog: deps.catalog, time: deps.time, nowMs: now() }));
+    },
+
+    async voidRecord(a: { recordId: string; reason: string }): Promise<void> {
+      await voidRecord(database, a.recordId, a.reason);
     },
 
     async recordAudit(e: { actor: string; action: string; request: unknown; result?: unknown }): Promise<void> {
       await recordAudit(database.pool, e);
     },
 
-    /** The hourly sweep: start the current hour's remittance of every key that still owes. */
-    async startOwingRemittances(a: { atMs: number }): Promise<{ started: number }> {
-      if (!deps.startRemittances) throw new Error('startOwingRemittances needs a Temporal client');
+    /**
+     * Close the newest hour whose window has closed: compute every owing key for it, one
+     * marketplace record per customer and dimension (the keys' bills summed), and start one
+     * workflow per record (and one per account, product and metric whose usage could not go to
+     * a record). Exactly once per hour: the first sweep run to claim the hour owns it; a retry
+     * of its activity continues and starts again, idempotently, what the hour already made.
+     */
+    async closeHour(a: { atMs: number }): Promise<{ hour: string | null; records: number; computed: number }> {
+      const start = deps.startRecordWorkflow;
+      if (!start) throw new Error('closeHour needs a Temporal client');
+      const info = Context.current().info;
       // The hour as of now, not as of when the sweep was scheduled: an attempt retried through a
-      // database outage must not start remittances for an hour that is already over.
-      const hour = hourStart(Math.max(a.atMs, now()), deps.time.hourMs);
-      let started = 0;
-      let after = '';
-      for (;;) {
-        const keys = await findOwingKeys(database, deps.time, 500, after);
-        if (keys.length === 0) break;
-        await deps.startRemittances(keys, hour);
-        started += keys.length;
-        Context.current().heartbeat(started);
-        const last = keys[keys.length - 1]!;
-        after = keyString(last);
+      // database outage must not create records for an hour older than it must.
+      const hour = closedHourAt(Math.max(a.atMs, now()), deps.time);
+      const closer = `${info.workflowExecution?.workflowId}/${info.workflowExecution?.runId}`;
+      if (!(await claimHourClose(database, hour, closer))) return { hour: null, records: 0, computed: 0 };
+
+      const keys: RemittanceKey[] = [];
+      for (let after = ''; ; ) {
+        const page = await findOwingKeys(database, 5000, after);
+        if (page.length === 0) break;
+        keys.push(...page);
+        after = keyString(page[page.length - 1]!);
       }
-      deps.log.info({ hour: new Date(hour).toISOString(), started }, 'sweep started remittances for owing keys');
-      return { started };
+      // Group the keys by the record they go to, as decided by the contracts in force now; the
+      // computation re-checks each key under its lock.
+      const contracts = await loadContractsForScopes(database, keys);
+      const groups = new Map<string, { target: GroupTarget; keys: RemittanceKey[] }>();
+      for (const key of keys) {
+        const t = recordTargetOf(key, lookupMetric(deps.catalog, key.productTag, key.metric) ?? null, contracts(key), hour);
+        const id = 'problem' in t ? ['unsent', key.billingProvider, key.billingAccountId, key.productTag, key.metric].join('|') : recordIdentity(t.customer, t.dimension);
+        const g = groups.get(id) ?? { target: 'problem' in t ? null : t, keys: [] };
+        g.keys.push(key);
+        groups.set(id, g);
+      }
+
+      // A few groups compute at a time (each is one transaction) while their workflows start:
+      // a record's workflow starts as soon as its group is committed.
+      let records = 0;
+      let computed = 0;
+      const settings = { catalog: deps.catalog, time: deps.time, nowMs: now() };
+      const queue = [...groups.values()];
+      const starts: RecordStart[] = [];
+      let computing = true;
+      const computers = Array.from({ length: Math.min(4, queue.length) }, async () => {
+        for (let g = queue.shift(); g; g = queue.shift()) {
+          const out = await computeGroup(database, { ...settings, keys: g.keys, hourMs: hour, target: g.target });
+          computed += out.computed.length;
+          if (out.record) records++;
+          starts.push(...startsOf(out, hour));
+          heartbeat(computed);
+        }
+      });
+      const starters = Array.from({ length: deps.startConcurrency ?? 32 }, async () => {
+        for (;;) {
+          const s = starts.shift();
+          if (s) await start(s);
+          else if (!computing) return;
+          else await new Promise((r) => setTimeout(r, 5));
+        }
+      });
+      try {
+        await Promise.all(computers);
+      } finally {
+        computing = false;
+        await Promise.all(starters);
+      }
+      // A retried attempt: start again what an earlier attempt made but may not have started.
+      if (info.attempt > 1) for (const s of (await groupsOfHour(database, hour)).flatMap((g) => startsOf(g, hour))) await start(s);
+      await finishHourClose(database, hour);
+      deps.log.info({ hour: new Date(hour).toISOString(), keys: keys.length, computed, records }, 'hour closed');
+      return { hour: new Date(hour).toISOString(), records, computed };
     },
   };
 }

@@ -1,6 +1,6 @@
 // Activities of the usage pull (workflows/usage-pull.ts, docs/usage-source.md): read one hour
 // from the usage source and ingest it exactly as `POST /v1/tallies` does (validateTallyBatch,
-// storeTallies, startRemittances for the current hour).
+// storeTallies; the sweep that closes the hour computes and sends what they owe).
 //
 // How errors cross the activity/workflow line:
 // - the source could not be read (UsageReadError, or anything unexpected such as the database):
@@ -17,9 +17,7 @@ import type { Database } from '../db/client';
 import { storeTallies } from '../db/tallies';
 import { beginPull, markPullFailed, markPulled, planPulls, recordPullError, type PullPlan } from '../db/usage-pulls';
 import type { Catalog } from '../domain/catalog';
-import type { RemittanceKey } from '../domain/key';
 import { validateTallyBatch } from '../domain/tally';
-import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { UsageDataError, UsageReadError, type RawTally, type UsageSource } from '../usage/source';
 
@@ -28,8 +26,6 @@ export interface UsagePullDeps {
   catalog: Catalog;
   time: TimeSettings;
   source: UsageSource;
-  /** Starts the remittances of keys for an hour (idempotent), as the API does after storing. */
-  startRemittances: (keys: RemittanceKey[], hourMs: number) => Promise<unknown>;
   log: Logger;
   now?: () => number;
 }
@@ -45,8 +41,6 @@ export interface PullHourResult {
   attempts: number;
   /** Why the hour failed. */
   reason?: string;
-  /** Set when the remittances could not be started now; the hourly sweep starts them. */
-  scheduling?: string;
 }
 
 const MAX_REASONS = 20;
@@ -109,7 +103,7 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         clearInterval(beat);
       }
 
-      // Exactly the API's ingestion: all-or-nothing validation, one upsert, then the current hour's remittances.
+      // Exactly the API's ingestion: all-or-nothing validation, one upsert (tallies and owing marks).
       const nowMs = now();
       const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
       if (!v.ok) {
@@ -120,20 +114,10 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
       const elsewhere = v.tallies.filter((t) => t.hourMs !== hourMs);
       if (elsewhere.length > 0) return fail(hourMs, [`${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
 
-      let scheduling: string | undefined;
-      if (v.tallies.length > 0) {
-        const { keys } = await storeTallies(database, v.tallies);
-        try {
-          await deps.startRemittances(keys, hourStart(nowMs, len));
-        } catch (err) {
-          // As in the API: the tallies and the owing mark are committed, the hourly sweep starts them.
-          scheduling = 'deferred to the hourly sweep: the remittances could not be started now';
-          log.warn({ err }, 'could not start remittance workflows for pulled usage; the hourly sweep will start them');
-        }
-      }
+      if (v.tallies.length > 0) await storeTallies(database, v.tallies);
       const row = await markPulled(database, hourMs, v.tallies.length);
       log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
-      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts, ...(scheduling ? { scheduling } : {}) };
+      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts };
     },
   };
 }

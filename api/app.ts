@@ -11,12 +11,11 @@ import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilt
 import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
 import { parseContract } from '../domain/contracts';
-import { isMarketplace, keyString, type RemittanceKey } from '../domain/key';
+import { isMarketplace } from '../domain/key';
 import { validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
-import { startRemittances } from '../lib/remittance-client';
 import { parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps } from '../operations';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
 import { openApiDocument } from './openapi';
@@ -54,11 +53,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // JSON only: a text/plain body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
   const opDeps: OperationDeps = { database: deps.database, catalog: deps.catalog, time: deps.time, temporal: deps.temporal, now };
-
-  // Workflows already started this hour by this process: many batches for the same keys cost
-  // one Temporal round trip per key and hour, not one per batch.
-  let startedHour = -1;
-  const started = new Set<string>();
 
   const authorize = (roles: Role[]) => async (req: FastifyRequest) => {
     const h = req.headers.authorization;
@@ -116,40 +110,20 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
     const { keys } = await storeTallies(deps.database, v.tallies);
     metrics.inc('remit_tallies_ingested_total', {}, v.tallies.length);
-    const scheduled = await startCurrentHour(keys, nowMs);
-    return reply.status(202).send({ accepted: v.tallies.length, keys: keys.length, ...scheduled });
+    // Answered once stored: the sweep that closes this hour computes the keys and starts the
+    // marketplace records' workflows, so a slow or unreachable Temporal never slows ingestion.
+    return reply.status(202).send({ accepted: v.tallies.length, keys: keys.length, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
   });
 
-  /** Start the current hour's remittance for each key; a failure here loses nothing (the sweep). */
-  async function startCurrentHour(keys: RemittanceKey[], nowMs: number): Promise<{ remittancesStarted: number; scheduling?: string }> {
-    if (!deps.temporal) return { remittancesStarted: 0, scheduling: 'no Temporal client: the hourly sweep will start the remittances' };
-    const hour = hourStart(nowMs, deps.time.hourMs);
-    if (hour > startedHour) {
-      started.clear();
-      startedHour = hour;
-    }
-    // A request of an earlier hour (it began before the hour turned) starts its keys without the
-    // cache; and keys are remembered only for the hour they were started for, checked after the
-    // await: a slow start of hour H must not mark its keys as started for H+1, or their tallies
-    // of H+1 would never get a workflow (found by npm run chaos).
-    const todo = hour === startedHour ? keys.filter((k) => !started.has(keyString(k))) : keys;
-    const temporal = deps.temporal;
-    try {
-      await startRemittances({ client: temporal.client, taskQueue: temporal.taskQueue, time: deps.time, database: deps.database }, todo, hour);
-      if (hour === startedHour) for (const k of todo) started.add(keyString(k));
-      return { remittancesStarted: todo.length };
-    } catch (err) {
-      deps.log.warn({ err }, 'could not start remittance workflows; the hourly sweep will start them');
-      return { remittancesStarted: 0, scheduling: 'deferred to the hourly sweep: Temporal unavailable' };
-    }
-  }
+  /** When the window of the remittance hour containing `ms` closes: its usage is computed then. */
+  const windowCloseOf = (ms: number) => hourStart(ms, deps.time.hourMs) + Math.round(deps.time.hourMs * (1 + deps.time.graceHours));
 
   app.put<{ Params: { contractId: string } }>('/v1/contracts/:contractId', { preHandler: authorize(['ingest', 'operator']) }, async (req, reply) => {
     const v = parseContract(req.params.contractId, req.body, { catalog: deps.catalog });
     if (!v.ok) throw new HttpError(400, 'invalid contract; nothing was stored', v.errors);
     const r = await putContract(deps.database, v.contract);
-    const scheduled = r.changed ? await startCurrentHour(r.keys, now()) : { remittancesStarted: 0 };
-    return reply.status(r.created ? 201 : 200).send({ contract: v.contract, created: r.created, changed: r.changed, keysAffected: r.keys.length, ...scheduled });
+    // Keys it can change are marked owing in the same transaction: the next hour's close bills them.
+    return reply.status(r.created ? 201 : 200).send({ contract: v.contract, created: r.created, changed: r.changed, keysAffected: r.keys.length, ...(r.changed ? { windowClosesAt: new Date(windowCloseOf(now())).toISOString() } : {}) });
   });
 
   app.get<{ Querystring: Record<string, string> }>('/v1/contracts', { preHandler: authorize(['ingest', 'operator']) }, async (req) => {

@@ -7,24 +7,22 @@
 //   with tallies. Measured in two batch shapes, "hourly" (10,000 keys x 1 hour: what a usage
 //   source sends every hour) and "backfill" (1,000 keys x 10 hours), with 1, 2 and 4 requests in
 //   flight, each in-flight client with its own keys as separate usage-source shards would be.
-//   These requests start no workflow (the API's per-hour cache in production; here the API has
-//   no Temporal client), so Temporal's speed does not hide the path's.
-// - workflow starts scale with distinct keys per hour, not tallies: the first batch of an hour
-//   for new keys, through an API wired to the real Temporal server, one start per key.
+//   Ingestion starts no workflow (the sweep that closes the hour does), so this is the whole
+//   path a usage source waits for; the end-to-end burst (bench/burst.ts) measures the rest.
 // Request bodies are serialized before the clock starts, so the client's JSON work is not
 // counted; the API runs in this process on loopback, as in the test harness.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApi } from '../api/app';
 import { openDatabase, type Database } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
-import { remittanceWorkflowId, type RemittanceKey } from '../domain/key';
+import type { RemittanceKey } from '../domain/key';
 import { PRODUCTION_HOUR_MS, hourStart } from '../domain/time';
 import type { TimeSettings } from '../config/env';
 import { createLogger } from '../lib/log';
@@ -60,7 +58,6 @@ export interface IngestBench {
   sequential: { talliesPerSecond: number; latencyMs: LatencyStats };
   runs: IngestRun[];
   /** First batch of an hour for new keys through the API wired to Temporal: one start per key. */
-  workflowStarts: { keys: number; started: number; elapsedMs: number; startsPerSecond: number } | null;
   /** Every request stored all of its tallies (checked by counting rows at the end). */
   storedRows: number;
   /** Peak RSS and JS heap of the bench process (API and client); the client holds one run's request bodies (payloadMb, outside the heap). */
@@ -70,15 +67,11 @@ export interface IngestBench {
 export interface IngestBenchOptions {
   /** Admin URL of a PostgreSQL server; a throwaway database is created on it. Default TEST_DATABASE_URL. */
   databaseUrl?: string;
-  /** Temporal frontend, for the workflow-start measurement; default TEMPORAL_ADDRESS. Skipped without one. */
-  temporalAddress?: string;
   batchSize?: number;
   /** Requests per run. */
   requests?: number;
   /** In-flight levels to measure. */
   concurrency?: number[];
-  /** Keys in the workflow-start measurement. */
-  startKeys?: number;
   log?: (line: string) => void;
 }
 
@@ -139,11 +132,9 @@ async function post(api: Api, payload: string | Buffer, expected: number): Promi
 export async function benchIngest(opts: IngestBenchOptions = {}): Promise<IngestBench> {
   const adminUrl = opts.databaseUrl ?? process.env.TEST_DATABASE_URL;
   if (!adminUrl) throw new Error('benchIngest needs a PostgreSQL server: pass databaseUrl or set TEST_DATABASE_URL (npm run bench starts one)');
-  const temporalAddress = opts.temporalAddress ?? process.env.TEMPORAL_ADDRESS;
   const batchSize = opts.batchSize ?? 10_000;
   const requests = opts.requests ?? 32;
   const levels = opts.concurrency ?? [1, 2, 4];
-  const startKeys = opts.startKeys ?? 1000;
   const log = opts.log ?? (() => undefined);
   const hourMs = PRODUCTION_HOUR_MS;
   const time: TimeSettings = { hourMs, graceHours: 0.1667, acceptanceHours: { aws: 6, azure: 24 } };
@@ -225,27 +216,6 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
       }
     }
 
-    let workflowStarts: IngestBench['workflowStarts'] = null;
-    if (temporalAddress) {
-      const connection = await Connection.connect({ address: temporalAddress });
-      const client = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE || 'default' });
-      // No worker polls this queue: the workflows are only started, then terminated.
-      const wired = await startApi(database, time, { client, taskQueue: `bench-ingest-${runTag}` });
-      const orgId = `bench-${runTag}-starts`;
-      const hours: number[] = [];
-      cleanups.unshift(async () => {
-        await wired.app.close();
-        await terminate(client, Array.from({ length: startKeys }, (_, k) => keyOf(orgId, k)), hours);
-        await connection.close();
-      });
-      hours.push(hourStart(Date.now(), hourMs));
-      const r = await post(wired, batchBody(orgId, startKeys, 1, 0, nowHour, hourMs), startKeys);
-      hours.push(hourStart(Date.now(), hourMs));
-      workflowStarts = { keys: startKeys, started: r.started, elapsedMs: round(r.ms), startsPerSecond: round((r.started / r.ms) * 1000) };
-      log(`workflow starts: ${r.started} keys in ${round(r.ms)} ms (${workflowStarts.startsPerSecond}/s)`);
-      cursor.set(orgId, { keys: startKeys, hoursBack: 1 });
-    }
-
     const expected = [...cursor.values()].reduce((s, c) => s + c.hoursBack * c.keys, 0);
     const stored = await database.pool.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM tallies');
     if (stored.rows[0]!.n !== expected) throw new Error(`stored ${stored.rows[0]!.n} tallies, expected ${expected}`);
@@ -257,7 +227,6 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
       talliesPerSecond: Math.max(...hourly.map((r) => r.talliesPerSecond)),
       sequential: { talliesPerSecond: seq.talliesPerSecond, latencyMs: seq.latencyMs },
       runs,
-      workflowStarts,
       storedRows: stored.rows[0]!.n,
       memory: { rssPeakMb: round(rssPeak / 2 ** 20), heapUsedPeakMb: round(heapPeak / 2 ** 20), payloadMb: round(payloadMbPeak) },
     };
@@ -292,20 +261,6 @@ async function backendCpuMs(database: Database): Promise<Map<number, number> | n
 
 /** sysconf(_SC_CLK_TCK): 100 on every Linux this runs on. */
 const CLOCK_TICKS = 100;
-
-/** Terminate the workflows the bench started, by id (not by a visibility query, which lags). */
-async function terminate(client: Client, keys: RemittanceKey[], hours: number[]): Promise<void> {
-  const ids = [...new Set(hours)].flatMap((h) => keys.map((k) => remittanceWorkflowId(k, h)));
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < ids.length) {
-        const id = ids[next++]!;
-        await client.workflow.getHandle(id).terminate('benchmark clean-up').catch(() => undefined);
-      }
-    }),
-  );
-}
 
 if (require.main === module) {
   benchIngest({ log: (l) => console.error(l) }).then(

@@ -1,11 +1,14 @@
 // The remittance ledger: the database side of every remittance decision.
 //
-// Exactly-once rests on three database facts, not on Temporal running one thing at a time:
+// Exactly-once rests on four database facts, not on Temporal running one thing at a time:
 // - every computation for a key holds that key's row lock (`SELECT ... FOR UPDATE` on
 //   remittance_keys) from reading tallies and earlier claims to writing its own claim, so two
-//   computations for one key (two windows closing together, a retry racing the next hour, two
-//   workers) are serialized and the second sees the first's claim;
+//   computations for one key (an operator retry racing the next hour, two workers) are
+//   serialized and the second sees the first's claim;
 // - one remittance per key and hour (unique index): a retried activity finds its own row;
+// - one marketplace record per identity and hour (unique index, the marketplace's own rule): the
+//   keys that bill one customer and dimension are computed together and their bills summed into
+//   it, in the same transaction;
 // - the intent to send (status Sending, attempts + 1) is committed before the marketplace call,
 //   so a crash after the call is resolved by asking the marketplace, never by a blind re-send
 //   of a different record.
@@ -13,11 +16,12 @@
 import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { Database } from './client';
-import { keyString, remittanceWorkflowId, type RemittanceKey } from '../domain/key';
+import { keyString, parseKeyString, type Marketplace, type RemittanceKey } from '../domain/key';
+import { recordIdentity, recordWorkflowId, unsentWorkflowId } from '../domain/record';
 import { monthOf, nextMonthStartMs, previousMonth } from '../domain/time';
 import type { RemittanceStatus } from '../workflows/definitions';
 import type { MarketplaceCustomer } from '../marketplaces/types';
-import { decideRemittance, type PeriodDecision } from '../domain/remittance';
+import { decideRemittance, type PeriodDecision, type RecordDecision } from '../domain/remittance';
 import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
 import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
@@ -47,37 +51,55 @@ export interface RemittanceRow {
   errorCode: string | null;
   reason: string | null;
   receiptId: string | null;
+  deadline: string | null;
+  billedOn: string | null;
+  /** The marketplace record its bill travels in (null: it sends nothing). */
+  recordId: string | null;
+  /** Send attempts of its record (0 without one). */
+  attempts: number;
+  /** The record's last error of a send attempt that did not go through. */
+  lastError: string | null;
+  workflowId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  periods: Array<{ period: string; bill: number; claim: string; mtd: string; coverage: string; gratis: boolean }>;
+}
+
+/** A marketplace record: one customer, dimension and hour, the sum of its remittances' bills. */
+export interface RecordRow {
+  id: string;
+  marketplace: Marketplace;
+  identity: string;
+  remittanceHour: string;
+  customer: MarketplaceCustomer;
+  dimension: string;
+  quantity: number;
+  status: RemittanceStatus;
+  errorCode: string | null;
+  reason: string | null;
+  receiptId: string | null;
   attempts: number;
   /** An attempt began and has not come back (true after a crash mid-call). */
   attemptOpen: boolean;
   /** Some attempt may have reached the marketplace without a definite answer. */
   inDoubt: boolean;
   lastError: string | null;
-  deadline: string | null;
-  billedOn: string | null;
+  deadline: string;
   workflowId: string;
-  createdAt: string;
-  updatedAt: string;
-  periods: Array<{ period: string; bill: number; claim: string; mtd: string; coverage: string; gratis: boolean }>;
-}
-
-export interface ComputeOutcome {
-  remittanceId: string;
-  status: RemittanceStatus;
-  bill: number;
-  dimension: string | null;
-  errorCode: string | null;
-  reason: string | null;
-  deadlineMs: number;
-  /** True when the row already existed and was returned unchanged. */
-  existing: boolean;
 }
 
 const ROW_COLUMNS = `r.id, r.key, r.billing_provider AS "billingProvider", r.billing_account_id AS "billingAccountId",
   r.org_id AS "orgId", r.product_tag AS "productTag", r.metric, r.sla, r.usage, r.remittance_hour AS "remittanceHour",
   r.status, r.bill, r.claim, r.dimension, r.customer, r.license_id AS "licenseId", r.error_code AS "errorCode",
-  r.reason, r.receipt_id AS "receiptId", r.attempts, r.attempt_open AS "attemptOpen", r.in_doubt AS "inDoubt", r.last_error AS "lastError", r.deadline, r.billed_on AS "billedOn",
+  r.reason, r.receipt_id AS "receiptId", r.deadline, r.billed_on AS "billedOn", r.record_id AS "recordId",
+  COALESCE(m.attempts, 0) AS attempts, m.last_error AS "lastError",
   r.workflow_id AS "workflowId", r.created_at AS "createdAt", r.updated_at AS "updatedAt"`;
+/** FROM clause for ROW_COLUMNS: a remittance with its record's send state. */
+const ROW_FROM = 'remittances r LEFT JOIN marketplace_records m ON m.id = r.record_id';
+
+const RECORD_COLUMNS = `id, marketplace, identity, remittance_hour AS "remittanceHour", customer, dimension, quantity, status,
+  error_code AS "errorCode", reason, receipt_id AS "receiptId", attempts, attempt_open AS "attemptOpen", in_doubt AS "inDoubt",
+  last_error AS "lastError", deadline, workflow_id AS "workflowId"`;
 
 export async function withTransaction<T>(database: Database, fn: (c: PoolClient) => Promise<T>): Promise<T> {
   const c = await database.pool.connect();
@@ -116,26 +138,27 @@ export async function markKeysOwing(c: PoolClient | Database['pool'], keys: stri
   );
 }
 
+const CONTRACT_COLUMNS = `contract_id AS "contractId", org_id AS "orgId", billing_provider AS "billingProvider",
+  billing_account_id AS "billingAccountId", product_tag AS "productTag",
+  start_date AS "startDate", end_date AS "endDate", license_id AS "licenseId", aws, azure, metrics`;
+
+function toContract(row: Record<string, unknown>): Contract {
+  return { ...row, startDate: new Date(row.startDate as string).toISOString(), endDate: row.endDate ? new Date(row.endDate as string).toISOString() : null } as Contract;
+}
+
 export async function loadContractsFor(c: PoolClient | Database['pool'], key: RemittanceKey): Promise<Contract[]> {
   const r = await c.query(
-    `SELECT contract_id AS "contractId", org_id AS "orgId", billing_provider AS "billingProvider",
-            billing_account_id AS "billingAccountId", product_tag AS "productTag",
-            start_date AS "startDate", end_date AS "endDate", license_id AS "licenseId", aws, azure, metrics
-     FROM contracts WHERE org_id = $1 AND billing_provider = $2 AND billing_account_id = $3 AND product_tag = $4`,
+    `SELECT ${CONTRACT_COLUMNS} FROM contracts WHERE org_id = $1 AND billing_provider = $2 AND billing_account_id = $3 AND product_tag = $4`,
     [key.orgId, key.billingProvider, key.billingAccountId, key.productTag],
   );
-  return r.rows.map((row) => ({
-    ...row,
-    startDate: new Date(row.startDate).toISOString(),
-    endDate: row.endDate ? new Date(row.endDate).toISOString() : null,
-  })) as Contract[];
+  return r.rows.map(toContract);
 }
 
 /**
  * Everything the pure decision needs for one key at one remittance hour, read inside the key's
  * lock. `excludeId` leaves out the row being recomputed (an operator retry of that hour).
  */
-async function gatherPeriods(c: PoolClient, key: RemittanceKey, k: string, hourMs: number, remittanceHourMs: number, excludeId: string | null) {
+async function gatherPeriods(c: PoolClient, k: string, hourMs: number, remittanceHourMs: number, excludeId: string | null) {
   const current = monthOf(remittanceHourMs);
   // Current and previous month always; older months only while they hold an amount that did
   // not reach the marketplace (failed / expired / voided) or usage that waited for a contract, so
@@ -165,116 +188,240 @@ async function gatherPeriods(c: PoolClient, key: RemittanceKey, k: string, hourM
   return out;
 }
 
-export interface ComputeArgs {
-  key: RemittanceKey;
-  remittanceHourMs: number;
-  /** initial: the hour's first computation; retry: an operator asked to recompute this hour. */
-  mode: 'initial' | 'retry';
-  workflowId?: string;
+
+export interface ComputeSettings {
   catalog: Catalog;
   time: TimeSettings;
   nowMs: number;
 }
 
-/** Compute (or return) the single remittance of a key and hour, under the key's lock. */
-export async function computeRemittance(database: Database, a: ComputeArgs): Promise<ComputeOutcome> {
-  return withTransaction(database, (c) => computeInTransaction(c, a, false));
+/** Where a group of keys goes: one marketplace record (customer and dimension), or none. */
+export type GroupTarget = { customer: MarketplaceCustomer; dimension: string } | null;
+
+/** One key computed for an hour. */
+export interface ComputedRemittance {
+  key: RemittanceKey;
+  remittanceId: string;
+  status: RemittanceStatus;
+  bill: number;
+  errorCode: string | null;
+  reason: string | null;
+  workflowId: string | null;
 }
 
-/** The same computation, rolled back: what would be billed now (dry runs). */
-export async function previewRemittance(database: Database, a: Omit<ComputeArgs, 'mode'>): Promise<{ bill: number; status: RemittanceStatus; periods: PeriodDecision[] }> {
-  const c = await database.pool.connect();
-  try {
-    await c.query('BEGIN');
-    const out = await computeInTransaction(c, { ...a, mode: 'initial' }, true);
-    return { bill: out.bill, status: out.status, periods: out.periods };
-  } finally {
-    await c.query('ROLLBACK').catch(() => undefined);
-    c.release();
-  }
+export interface GroupOutcome {
+  /** Keys computed now (keys already computed for the hour are not repeated). */
+  computed: ComputedRemittance[];
+  /** Keys left owing for a later hour: their record for this hour was already made. */
+  deferred: RemittanceKey[];
+  /** The record made for the hour, if any key had something to send. */
+  record: RecordRow | null;
 }
 
-async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boolean): Promise<ComputeOutcome & { periods: PeriodDecision[] }> {
-  const k = keyString(a.key);
-  const { changeSeq } = await lockKey(c, a.key);
-  const hour = new Date(a.remittanceHourMs);
-  const deadlineMs = a.remittanceHourMs + a.time.hourMs * (a.time.acceptanceHours[a.key.billingProvider] ?? 6);
-  const found = await c.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM remittances r WHERE r.key = $1 AND r.remittance_hour = $2`, [k, hour]);
-  const existing = dryRun ? undefined : found.rows[0];
-  if (existing) {
-    const recomputable = a.mode === 'retry' && RECOMPUTABLE.includes(existing.status) && a.nowMs < deadlineMs;
-    if (!recomputable) {
-      return { remittanceId: existing.id, status: existing.status, bill: existing.bill, dimension: existing.dimension, errorCode: existing.errorCode, reason: existing.reason, deadlineMs, existing: true, periods: [] };
+function deadlineOf(key: Pick<RemittanceKey, 'billingProvider'>, hourMs: number, time: TimeSettings): number {
+  return hourMs + time.hourMs * (time.acceptanceHours[key.billingProvider] ?? 6);
+}
+
+/**
+ * Compute, for remittance hour `hourMs`, every key of one group: the owing keys whose usage goes
+ * to one marketplace record (`target`), or to none (`target` null: no contract says where, or
+ * the metric has no dimension there). In one transaction, under every key's lock (taken in key
+ * order): each key's remittance and parts, and the record whose quantity is the sum of their
+ * bills. A key whose record turns out to be another (a contract changed since the group was
+ * formed), or whose record for this hour already exists, is left owing for the next hour.
+ */
+export async function computeGroup(database: Database, a: ComputeSettings & { keys: RemittanceKey[]; hourMs: number; target: GroupTarget }): Promise<GroupOutcome> {
+  return withTransaction(database, async (c) => {
+    const keys = [...a.keys].sort((x, y) => (keyString(x) < keyString(y) ? -1 : 1));
+    const seqs = new Map<string, number>();
+    for (const key of keys) seqs.set(keyString(key), (await lockKey(c, key)).changeSeq);
+    const hour = new Date(a.hourMs);
+    const identity = a.target ? recordIdentity(a.target.customer, a.target.dimension) : null;
+    if (identity) {
+      const made = await c.query('SELECT 1 FROM marketplace_records WHERE identity = $1 AND remittance_hour = $2', [identity, hour]);
+      if (made.rowCount) return { computed: [], deferred: keys, record: null };
     }
-  }
+    const recordId = identity ? randomUUID() : null;
+    const recordWorkflow = a.target ? recordWorkflowId(a.target.customer, a.target.dimension, a.hourMs) : null;
+    const contractsOf = new Map<string, Contract[]>();
+    const computed: ComputedRemittance[] = [];
+    const deferred: RemittanceKey[] = [];
+    const writes: Array<{ key: RemittanceKey; decision: RecordDecision; periods: PeriodDecision[] }> = [];
+    for (const key of keys) {
+      const k = keyString(key);
+      const existing = await c.query('SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour = $2', [k, hour]);
+      if (existing.rowCount) continue;
+      const scope = [key.orgId, key.billingProvider, key.billingAccountId, key.productTag].join('|');
+      let contracts = contractsOf.get(scope);
+      if (!contracts) contractsOf.set(scope, (contracts = await loadContractsFor(c, key)));
+      const periods = await gatherPeriods(c, k, a.time.hourMs, a.hourMs, null);
+      const decision = decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: a.hourMs });
+      if (decision.status === 'Pending' && (!decision.customer || !decision.dimension || recordIdentity(decision.customer, decision.dimension) !== identity)) {
+        deferred.push(key);
+        continue;
+      }
+      writes.push({ key, decision, periods: decision.periods });
+    }
+    const sending = writes.filter((w) => w.decision.status === 'Pending');
+    const quantity = sending.reduce((s, w) => s + w.decision.bill, 0);
+    let record: RecordRow | null = null;
+    if (recordId && a.target && sending.length > 0) {
+      const r = await c.query<RecordRow>(
+        `INSERT INTO marketplace_records (id, marketplace, identity, remittance_hour, customer, dimension, quantity, status, deadline, workflow_id)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,'Pending',$8,$9) RETURNING ${RECORD_COLUMNS}`,
+        [recordId, a.target.customer.marketplace, identity, hour, JSON.stringify(a.target.customer), a.target.dimension, quantity, new Date(deadlineOf(sending[0]!.key, a.hourMs, a.time)), recordWorkflow],
+      );
+      record = r.rows[0]!;
+    }
+    for (const w of writes) {
+      const d = w.decision;
+      const shown = d.status === 'Pending' ? recordWorkflow : d.status === 'Failed' || d.status === 'WaitingForContract' ? unsentWorkflowId(w.key, a.hourMs) : null;
+      const id = randomUUID();
+      await insertRemittance(c, id, w.key, a.hourMs, d, deadlineOf(w.key, a.hourMs, a.time), d.status === 'Pending' ? recordId : null, shown);
+      await advanceComputedSeq(c, keyString(w.key), seqs.get(keyString(w.key))!, hour);
+      computed.push({ key: w.key, remittanceId: id, status: d.status, bill: d.bill, errorCode: d.errorCode, reason: d.reason, workflowId: shown });
+    }
+    return { computed, deferred, record };
+  });
+}
 
-  const contracts = await loadContractsFor(c, a.key);
-  const periods = await gatherPeriods(c, a.key, k, a.time.hourMs, a.remittanceHourMs, existing?.id ?? null);
-  const decision = decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods });
+async function insertRemittance(c: PoolClient, id: string, key: RemittanceKey, hourMs: number, d: RecordDecision, deadlineMs: number, recordId: string | null, workflowId: string | null): Promise<void> {
+  const k = keyString(key);
+  await c.query(
+    `INSERT INTO remittances (id, key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage,
+       remittance_hour, status, bill, claim, dimension, customer, license_id, error_code, reason, deadline, record_id, workflow_id)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)`,
+    [
+      id, k, key.billingProvider, key.billingAccountId, key.orgId, key.productTag, key.metric, key.sla, key.usage,
+      new Date(hourMs), d.status, d.bill, d.claim, d.dimension, d.customer ? JSON.stringify(d.customer) : null,
+      d.licenseId, d.errorCode, d.reason, new Date(deadlineMs), recordId, workflowId,
+    ],
+  );
+  await insertParts(c, id, k, d.periods);
+}
 
-  const id = existing?.id ?? randomUUID();
-  if (dryRun) {
-    return { remittanceId: id, status: decision.status, bill: decision.bill, dimension: decision.dimension, errorCode: decision.errorCode, reason: decision.reason, deadlineMs, existing: false, periods: decision.periods };
-  }
-  const values = [
-    id, k, a.key.billingProvider, a.key.billingAccountId, a.key.orgId, a.key.productTag, a.key.metric, a.key.sla, a.key.usage,
-    hour, decision.status, decision.bill, decision.claim, decision.dimension, decision.customer ? JSON.stringify(decision.customer) : null,
-    decision.licenseId, decision.errorCode, decision.reason, new Date(deadlineMs), a.workflowId ?? remittanceWorkflowId(a.key, a.remittanceHourMs),
-  ];
-  if (existing) {
-    await c.query('DELETE FROM remittance_parts WHERE remittance_id = $1', [id]);
-    await c.query(
-      `UPDATE remittances SET status=$2, bill=$3, claim=$4, dimension=$5, customer=$6, license_id=$7, error_code=$8, reason=$9,
-         deadline=$10, workflow_id=$11, last_error=NULL, updated_at=now() WHERE id=$1`,
-      [id, ...values.slice(10)],
-    );
-  } else {
-    await c.query(
-      `INSERT INTO remittances (id, key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage,
-         remittance_hour, status, bill, claim, dimension, customer, license_id, error_code, reason, deadline, workflow_id)
-       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`,
-      values,
-    );
-  }
-  // Waiting months are recorded too (bill 0): they are what brings an old month back into the
-  // computation once a contract arrives, however late.
-  for (const p of decision.periods.filter((p) => p.bill > 0 || p.gratis || p.kind === 'waiting_for_contract')) {
+// Waiting months are recorded too (bill 0): they are what brings an old month back into the
+// computation once a contract arrives, however late.
+async function insertParts(c: PoolClient, id: string, k: string, periods: PeriodDecision[]): Promise<void> {
+  for (const p of periods.filter((p) => p.bill > 0 || p.gratis || p.kind === 'waiting_for_contract')) {
     await c.query(
       `INSERT INTO remittance_parts (remittance_id, key, period, bill, claim, mtd, coverage, gratis) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
       [id, k, p.period, p.bill, p.claim, p.mtd, p.coverage, p.gratis],
     );
   }
-  // The computation has seen every change up to now. A failure of this record later marks the
-  // key owing again (markOutcome). Only the key's newest hour may say so: a recomputation of an
-  // older hour (an operator retry) sees usage only up to that hour, so a later hour's failure it
-  // does not bill must stay owing for the sweep.
-  // Likewise usage of later tally hours (stored during this hour's grace) is not billed here.
+}
+
+/**
+ * The computation has seen every change up to now. A failure of this record later marks the
+ * key owing again (markOutcome). Only the key's newest hour may say so: a recomputation of an
+ * older hour (an operator retry) sees usage only up to that hour, so a later hour's failure it
+ * does not bill must stay owing for the sweep. Likewise usage of later tally hours (stored during
+ * this hour's grace) is not billed here.
+ */
+async function advanceComputedSeq(c: PoolClient, k: string, changeSeq: number, hour: Date): Promise<void> {
   await c.query(
     `UPDATE remittance_keys SET computed_seq = $2 WHERE key = $1
        AND NOT EXISTS (SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour > $3)
        AND NOT EXISTS (SELECT 1 FROM tallies WHERE key = $1 AND hour > $3)`,
     [k, changeSeq, hour],
   );
-  return { remittanceId: id, status: decision.status, bill: decision.bill, dimension: decision.dimension, errorCode: decision.errorCode, reason: decision.reason, deadlineMs, existing: false, periods: decision.periods };
+}
+
+/**
+ * An operator's retry or recalculate of a failed record, in its own hour: recompute every key
+ * that contributed to it from the current tallies and contracts (never a stale quantity), under
+ * their locks. Whatever a later hour already billed counts as remitted, so a retry racing the
+ * next hour cannot bill twice. Returns the record, Pending again with its new quantity, or
+ * NothingDue when nothing is left to send in this hour.
+ */
+export async function recomputeRecord(database: Database, recordId: string, a: ComputeSettings): Promise<RecordRow> {
+  return withTransaction(database, async (c) => {
+    const rec = (await c.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id = $1`, [recordId])).rows[0];
+    if (!rec) throw new Error(`marketplace record ${recordId} does not exist`);
+    const hourMs = new Date(rec.remittanceHour).getTime();
+    const rows = (await c.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM ${ROW_FROM} WHERE r.record_id = $1 ORDER BY r.key`, [recordId])).rows;
+    const recomputable = RECOMPUTABLE.includes(rec.status) && a.nowMs < new Date(rec.deadline).getTime();
+    if (!recomputable) return rec;
+    let quantity = 0;
+    for (const row of rows) {
+      const key = parseKeyString(row.key);
+      const { changeSeq } = await lockKey(c, key);
+      if (!RECOMPUTABLE.includes(row.status)) continue;
+      const contracts = await loadContractsFor(c, key);
+      const periods = await gatherPeriods(c, row.key, a.time.hourMs, hourMs, row.id);
+      const d = decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: hourMs });
+      const same = d.status === 'Pending' && d.customer && d.dimension && recordIdentity(d.customer, d.dimension) === rec.identity;
+      // A key whose usage now goes to another customer (its contract changed) leaves this record
+      // failed: the next hour bills it there.
+      const decision: RecordDecision = d.status === 'Pending' && !same ? { ...d, status: 'Failed', errorCode: 'usage_context_lookup', reason: 'its contract now names another marketplace customer; billed in a later hour' } : d;
+      await c.query('DELETE FROM remittance_parts WHERE remittance_id = $1', [row.id]);
+      await c.query(
+        `UPDATE remittances SET status=$2, bill=$3, claim=$4, dimension=$5, customer=$6, license_id=$7, error_code=$8, reason=$9,
+           record_id=$10, updated_at=now() WHERE id=$1`,
+        [row.id, decision.status, decision.bill, decision.claim, decision.dimension, decision.customer ? JSON.stringify(decision.customer) : null, decision.licenseId, decision.errorCode, decision.reason, decision.status === 'Pending' || decision.status === 'Failed' ? recordId : null],
+      );
+      await insertParts(c, row.id, row.key, decision.status === 'Failed' ? [] : decision.periods);
+      if (decision.status === 'Pending') quantity += decision.bill;
+      else if (decision.status === 'Failed') await markKeysOwing(c, [row.key]);
+      await advanceComputedSeq(c, row.key, changeSeq, new Date(hourMs));
+    }
+    const status: RemittanceStatus = quantity > 0 ? 'Pending' : 'NothingDue';
+    const r = await c.query<RecordRow>(
+      `UPDATE marketplace_records SET status=$2, quantity=CASE WHEN $3::int > 0 THEN $3::int ELSE quantity END, error_code=NULL,
+         reason=CASE WHEN $3::int > 0 THEN NULL ELSE 'recomputed: nothing is left to send in this hour (a later hour billed it, or the usage changed)' END,
+         last_error=NULL, updated_at=now() WHERE id=$1 RETURNING ${RECORD_COLUMNS}`,
+      [recordId, status, quantity],
+    );
+    return r.rows[0]!;
+  });
+}
+
+/** What would be billed now for one key (dry runs, the audit): the computation, rolled back. */
+export async function previewRemittance(database: Database, a: ComputeSettings & { key: RemittanceKey; remittanceHourMs: number }): Promise<{ bill: number; status: RemittanceStatus; periods: PeriodDecision[] }> {
+  const c = await database.pool.connect();
+  try {
+    await c.query('BEGIN');
+    await lockKey(c, a.key);
+    const contracts = await loadContractsFor(c, a.key);
+    const periods = await gatherPeriods(c, keyString(a.key), a.time.hourMs, a.remittanceHourMs, null);
+    const d = decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods, remittanceHourMs: a.remittanceHourMs });
+    return { bill: d.bill, status: d.status, periods: d.periods };
+  } finally {
+    await c.query('ROLLBACK').catch(() => undefined);
+    c.release();
+  }
 }
 
 export async function getRemittance(database: Database | PoolClient, id: string): Promise<RemittanceRow | undefined> {
   const q = 'pool' in database ? database.pool : database;
-  const r = await q.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM remittances r WHERE r.id = $1`, [id]);
+  const r = await q.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM ${ROW_FROM} WHERE r.id = $1`, [id]);
   return r.rows[0];
 }
 
+export async function getRecord(database: Database | PoolClient, id: string): Promise<RecordRow | undefined> {
+  const q = 'pool' in database ? database.pool : database;
+  const r = await q.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id = $1`, [id]);
+  return r.rows[0];
+}
+
+/** The orgs whose usage a record carries (the OrgId search attribute). */
+export async function recordOrgs(database: Database, recordId: string): Promise<string[]> {
+  const r = await database.pool.query<{ org_id: string }>('SELECT DISTINCT org_id FROM remittances WHERE record_id = $1 ORDER BY org_id', [recordId]);
+  return r.rows.map((x) => x.org_id);
+}
+
 /** Record the intent to send before calling the marketplace. Returns the state before. */
-export async function markSending(database: Database, id: string): Promise<{ row: RemittanceRow; wasInFlight: boolean } | undefined> {
+export async function markSending(database: Database, id: string): Promise<{ row: RecordRow; wasInFlight: boolean } | undefined> {
   return withTransaction(database, async (c) => {
-    const r = await c.query<RemittanceRow>(`SELECT ${ROW_COLUMNS} FROM remittances r WHERE r.id = $1 FOR UPDATE`, [id]);
+    const r = await c.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id = $1 FOR UPDATE`, [id]);
     const row = r.rows[0];
     if (!row) return undefined;
     if (!sourcesOf('Sending').includes(row.status)) return { row, wasInFlight: false };
     // An attempt still open means the previous one died mid-call: it may have reached the
     // marketplace, and nothing but the marketplace can say.
     const inDoubt = row.inDoubt || row.attemptOpen;
-    await c.query(`UPDATE remittances SET status='Sending', attempts = attempts + 1, attempt_open = false, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
+    await c.query(`UPDATE marketplace_records SET status='Sending', attempts = attempts + 1, attempt_open = false, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
+    if (row.status !== 'Sending') await c.query(`UPDATE remittances SET status='Sending', updated_at = now() WHERE record_id = $1 AND status = 'Pending'`, [id]);
     return { row: { ...row, status: 'Sending', attempts: row.attempts + 1, attemptOpen: false, inDoubt }, wasInFlight: row.status === 'Sending' };
   });
 }
@@ -284,38 +431,52 @@ export type Outcome =
   | { status: 'Failed' | 'Expired' | 'Unconfirmed'; errorCode: string; reason: string };
 
 /**
- * Record a final marketplace outcome. Only a row still in flight changes (a late duplicate of
- * an outcome cannot overwrite an operator's void). A failed or expired amount stops counting as
- * remitted and the key is marked owing, so a later hour bills it.
+ * Record a final marketplace outcome on the record and every remittance in it. Only what is
+ * still in flight changes (a late duplicate of an outcome cannot overwrite an operator's void).
+ * A failed or expired amount stops counting as remitted and its keys are marked owing, so a
+ * later hour bills it.
  */
-export async function markOutcome(database: Database, id: string, o: Outcome): Promise<RemittanceRow | undefined> {
+export async function markOutcome(database: Database, id: string, o: Outcome): Promise<RecordRow | undefined> {
   return withTransaction(database, async (c) => {
+    const inFlight = (to: RemittanceStatus) => sourcesOf(to).filter((s) => s === 'Pending' || s === 'Sending');
     if (o.status === 'Succeeded') {
-      await c.query(
-        `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, attempt_open=false, updated_at=now()
+      const r = await c.query(
+        `UPDATE marketplace_records SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, attempt_open=false, updated_at=now()
          WHERE id=$1 AND status = ANY($3)`,
         [id, o.receiptId, sourcesOf('Succeeded')],
       );
+      if (r.rowCount) {
+        await c.query(
+          `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, updated_at=now() WHERE record_id=$1 AND status = ANY($3)`,
+          [id, o.receiptId, sourcesOf('Succeeded')],
+        );
+      }
     } else {
-      const r = await c.query<{ key: string }>(
-        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5) RETURNING key`,
-        [id, o.status, o.errorCode, o.reason, sourcesOf(o.status).filter((s) => s === 'Pending' || s === 'Sending')],
+      const r = await c.query(
+        `UPDATE marketplace_records SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5)`,
+        [id, o.status, o.errorCode, o.reason, inFlight(o.status)],
       );
-      // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
-      if (o.status !== 'Unconfirmed') await markKeysOwing(c, r.rows.map((x) => x.key));
+      if (r.rowCount) {
+        const keys = await c.query<{ key: string }>(
+          `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE record_id=$1 AND status = ANY($5) RETURNING key`,
+          [id, o.status, o.errorCode, o.reason, inFlight(o.status)],
+        );
+        // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
+        if (o.status !== 'Unconfirmed') await markKeysOwing(c, keys.rows.map((x) => x.key));
+      }
     }
-    return getRemittance(c, id);
+    return getRecord(c, id);
   });
 }
 
 /** The record's call is about to go out: from here on, a crash leaves the send in doubt. */
 export async function markDispatched(database: Database, id: string): Promise<void> {
-  await database.pool.query(`UPDATE remittances SET attempt_open = true WHERE id = $1 AND status = 'Sending'`, [id]);
+  await database.pool.query(`UPDATE marketplace_records SET attempt_open = true WHERE id = $1 AND status = 'Sending'`, [id]);
 }
 
 /** An attempt came back without a final answer; `lost` when it may have been recorded anyway. */
 export async function recordAttemptError(database: Database, id: string, message: string, lost: boolean): Promise<void> {
-  await database.pool.query('UPDATE remittances SET last_error=$2, attempt_open=false, in_doubt = in_doubt OR $3, updated_at=now() WHERE id=$1', [id, message.slice(0, 2000), lost]);
+  await database.pool.query('UPDATE marketplace_records SET last_error=$2, attempt_open=false, in_doubt = in_doubt OR $3, updated_at=now() WHERE id=$1', [id, message.slice(0, 2000), lost]);
 }
 
 /** Void remittances (operator reset): their amounts are billed again by a later hour. */
@@ -329,33 +490,81 @@ export async function voidRemittances(c: PoolClient, ids: string[], reason: stri
   return r.rowCount ?? 0;
 }
 
-/**
- * Keys whose owed amount changed since their last computation, and that no started workflow is
- * still about to compute: a workflow for hour S computes at S + hour x (1 + grace). So a key
- * ingested during hour R (workflow R started) is not swept at R + 1; a key still owing after its
- * last scheduled computation (a failure recorded later, usage of a later hour whose workflow the
- * API could not start) is.
- */
-export async function findOwingKeys(database: Database, time: Pick<TimeSettings, 'hourMs' | 'graceHours'>, limit: number, afterKey = ''): Promise<RemittanceKey[]> {
+/** An operator's reset of a whole record (the `reset` signal): every remittance in it is voided. */
+export async function voidRecord(database: Database, recordId: string, reason: string): Promise<void> {
+  await withTransaction(database, async (c) => {
+    const ids = await c.query<{ id: string }>('SELECT id FROM remittances WHERE record_id = $1', [recordId]);
+    await voidRemittances(c, ids.rows.map((x) => x.id), reason);
+    await c.query(`UPDATE marketplace_records SET status='Voided', reason=$2, updated_at=now() WHERE id=$1 AND status = ANY($3)`, [recordId, reason, sourcesOf('Voided')]);
+  });
+}
+
+/** Keys whose owed amount changed since their last computation: the next hour's close computes them. */
+export async function findOwingKeys(database: Database, limit: number, afterKey = ''): Promise<RemittanceKey[]> {
   const r = await database.pool.query<RemittanceKey>(
     `SELECT billing_provider AS "billingProvider", billing_account_id AS "billingAccountId", org_id AS "orgId",
             product_tag AS "productTag", metric, sla, usage
      FROM remittance_keys
      WHERE change_seq > computed_seq AND key > $1
-       AND (scheduled_hour IS NULL OR scheduled_hour + make_interval(secs => $3) <= now())
      ORDER BY key LIMIT $2`,
-    [afterKey, limit, (time.hourMs * (1 + time.graceHours)) / 1000],
+    [afterKey, limit],
   );
   return r.rows;
 }
 
-/** Remember that the remittance of these keys for `hourMs` has been started. */
-export async function markScheduled(q: Database['pool'] | PoolClient, keys: string[], hourMs: number): Promise<void> {
-  if (keys.length === 0) return;
-  await q.query(
-    `UPDATE remittance_keys SET scheduled_hour = GREATEST(COALESCE(scheduled_hour, $2), $2) WHERE key = ANY($1::text[])`,
-    [keys, new Date(hourMs)],
-  );
+/**
+ * Claim the close of hour `hourMs` for the sweep run `closer`. True when this run owns it (it
+ * claimed it now, or earlier: a retried activity of the same run continues); false when another
+ * run closed or is closing it, and this one must leave the hour alone.
+ */
+export async function claimHourClose(database: Database, hourMs: number, closer: string): Promise<boolean> {
+  await database.pool.query('INSERT INTO hour_closes (hour, closed_by) VALUES ($1, $2) ON CONFLICT (hour) DO NOTHING', [new Date(hourMs), closer]);
+  const r = await database.pool.query<{ closed_by: string }>('SELECT closed_by FROM hour_closes WHERE hour = $1', [new Date(hourMs)]);
+  return r.rows[0]?.closed_by === closer;
+}
+
+export async function finishHourClose(database: Database, hourMs: number): Promise<void> {
+  await database.pool.query('UPDATE hour_closes SET finished_at = now() WHERE hour = $1', [new Date(hourMs)]);
+}
+
+/**
+ * What an hour's close made, read back from the ledger, as computeGroup returned it: each record
+ * not yet final with its remittances, and the remittances that went to no record. A retried close
+ * starts their workflows again (idempotently).
+ */
+export async function groupsOfHour(database: Database, hourMs: number): Promise<GroupOutcome[]> {
+  const hour = new Date(hourMs);
+  const records = (await database.pool.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE remittance_hour = $1 AND status IN ('Pending', 'Sending')`, [hour])).rows;
+  const rows = (await database.pool.query<RemittanceRow>(
+    `SELECT ${ROW_COLUMNS} FROM ${ROW_FROM} WHERE r.remittance_hour = $1 AND (r.status IN ('Failed', 'WaitingForContract') AND r.record_id IS NULL OR r.record_id = ANY($2))`,
+    [hour, records.map((x) => x.id)],
+  )).rows;
+  const computed = (rs: RemittanceRow[]): ComputedRemittance[] =>
+    rs.map((r) => ({ key: parseKeyString(r.key), remittanceId: r.id, status: r.status, bill: r.bill, errorCode: r.errorCode, reason: r.reason, workflowId: r.workflowId }));
+  return [
+    ...records.map((record) => ({ record, deferred: [], computed: computed(rows.filter((r) => r.recordId === record.id)).map((c) => ({ ...c, status: 'Pending' as const })) })),
+    { record: null, deferred: [], computed: computed(rows.filter((r) => r.recordId === null)) },
+  ];
+}
+
+/**
+ * Contracts of many keys in one query: a function from a key to the contracts of its org,
+ * marketplace, billing account and product.
+ */
+export async function loadContractsForScopes(database: Database, keys: RemittanceKey[]): Promise<(key: RemittanceKey) => Contract[]> {
+  const scope = (k: { orgId: string; billingProvider: string; billingAccountId: string; productTag: string }) => [k.orgId, k.billingProvider, k.billingAccountId, k.productTag].join('\u0000');
+  const wanted = [...new Map(keys.map((k) => [scope(k), k])).values()];
+  const byScope = new Map<string, Contract[]>();
+  for (let i = 0; i < wanted.length; i += 5000) {
+    const part = wanted.slice(i, i + 5000);
+    const r = await database.pool.query(
+      `SELECT ${CONTRACT_COLUMNS} FROM contracts
+       WHERE (org_id, billing_provider, billing_account_id, product_tag) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,
+      [part.map((k) => k.orgId), part.map((k) => k.billingProvider), part.map((k) => k.billingAccountId), part.map((k) => k.productTag)],
+    );
+    for (const c of r.rows.map(toContract)) byScope.set(scope(c), [...(byScope.get(scope(c)) ?? []), c]);
+  }
+  return (key) => byScope.get(scope(key)) ?? [];
 }
 
 export async function recordAudit(q: Database['pool'] | PoolClient, e: { actor: string; action: string; dryRun?: boolean; request: unknown; result?: unknown }): Promise<number> {
@@ -366,4 +575,4 @@ export async function recordAudit(q: Database['pool'] | PoolClient, e: { actor: 
   return r.rows[0]!.id;
 }
 
-export { ROW_COLUMNS };
+export { ROW_COLUMNS, ROW_FROM };

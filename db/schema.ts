@@ -45,11 +45,6 @@ export const remittanceKeys = pgTable(
     changeSeq: bigint('change_seq', { mode: 'number' }).notNull().default(1),
     computedSeq: bigint('computed_seq', { mode: 'number' }).notNull().default(0),
     lastChangeAt: ts('last_change_at').notNull().default(sql`now()`),
-    /**
-     * The latest remittance hour a workflow was started for. Its computation (at the end of that
-     * hour plus grace) covers every change made before it, so the sweep leaves such keys alone.
-     */
-    scheduledHour: ts('scheduled_hour'),
   },
   (t) => [primaryKey({ columns: [t.key] }), index('remittance_keys_owing').on(t.key).where(sql`${t.changeSeq} > ${t.computedSeq}`)],
 );
@@ -74,9 +69,52 @@ export const contracts = pgTable(
 );
 
 /**
- * One remittance per key and remittance hour (unique): the single record that hour sends.
- * Status vocabulary: see domain/ledger-status.ts. The marketplace identifiers and dimension are
- * frozen at computation so that every send of the record is byte-identical.
+ * One marketplace record: what one workflow sends (docs/design.md, "The unit of work"). Its
+ * identity is what the marketplace allows once per hour (AWS: customer, product code or license,
+ * dimension; Azure: resource, dimension), so the unique index is the marketplace's own rule; its
+ * quantity is the sum of the bills of the remittances that point to it. The send state lives
+ * here: one intent, one attempt count, one doubt for the one call that carries the record.
+ */
+export const marketplaceRecords = pgTable(
+  'marketplace_records',
+  {
+    id: text('id').primaryKey(),
+    marketplace: text('marketplace').notNull(),
+    /** The record's identity without the hour (domain/record.ts recordIdentity). */
+    identity: text('identity').notNull(),
+    remittanceHour: ts('remittance_hour').notNull(),
+    customer: jsonb('customer').notNull(),
+    dimension: text('dimension').notNull(),
+    quantity: integer('quantity').notNull(),
+    status: text('status').notNull(),
+    errorCode: text('error_code'),
+    reason: text('reason'),
+    receiptId: text('receipt_id'),
+    attempts: integer('attempts').notNull().default(0),
+    /** A send attempt has begun and not yet come back with an answer (a crash leaves it true). */
+    attemptOpen: boolean('attempt_open').notNull().default(false),
+    /** Some attempt may have reached the marketplace without a definite answer (lost, crashed). */
+    inDoubt: boolean('in_doubt').notNull().default(false),
+    lastError: text('last_error'),
+    deadline: ts('deadline').notNull(),
+    billedOn: ts('billed_on'),
+    workflowId: text('workflow_id').notNull(),
+    createdAt: ts('created_at').notNull().default(sql`now()`),
+    updatedAt: ts('updated_at').notNull().default(sql`now()`),
+  },
+  (t) => [
+    uniqueIndex('marketplace_records_identity_hour').on(t.identity, t.remittanceHour),
+    index('marketplace_records_status').on(t.status, t.marketplace, t.updatedAt),
+    check('marketplace_records_quantity_positive', sql`${t.quantity} > 0`),
+  ],
+);
+
+/**
+ * One remittance per key and remittance hour (unique): what the key contributes to the hour's
+ * marketplace record (`recordId`), or why it contributes nothing (NothingDue, Gratis,
+ * WaitingForContract, Failed before sending). Status vocabulary: domain/lifecycle.ts. The status,
+ * error, reason and receipt of a sent remittance mirror its record's; the send state itself
+ * (attempts, doubt, last error) is the record's.
  */
 export const remittances = pgTable(
   'remittances',
@@ -93,15 +131,12 @@ export const remittances = pgTable(
     errorCode: text('error_code'),
     reason: text('reason'),
     receiptId: text('receipt_id'),
-    attempts: integer('attempts').notNull().default(0),
-    /** A send attempt has begun and not yet come back with an answer (a crash leaves it true). */
-    attemptOpen: boolean('attempt_open').notNull().default(false),
-    /** Some attempt may have reached the marketplace without a definite answer (lost, crashed). */
-    inDoubt: boolean('in_doubt').notNull().default(false),
-    lastError: text('last_error'),
     deadline: ts('deadline'),
     billedOn: ts('billed_on'),
-    workflowId: text('workflow_id').notNull(),
+    /** The marketplace record this remittance's bill travels in; null when it sends nothing. */
+    recordId: text('record_id').references(() => marketplaceRecords.id),
+    /** The workflow that shows this remittance; null for an hour with nothing to show (NothingDue). */
+    workflowId: text('workflow_id'),
     createdAt: ts('created_at').notNull().default(sql`now()`),
     updatedAt: ts('updated_at').notNull().default(sql`now()`),
   },
@@ -110,9 +145,22 @@ export const remittances = pgTable(
     index('remittances_status').on(t.status, t.remittanceHour),
     index('remittances_account').on(t.billingAccountId, t.remittanceHour),
     index('remittances_org').on(t.orgId, t.remittanceHour),
+    index('remittances_record').on(t.recordId),
     check('remittances_bill_nonnegative', sql`${t.bill} >= 0`),
   ],
 );
+
+/**
+ * The hours whose window has closed: the sweep that closes hour H computes every owing key for H
+ * and makes H's records, exactly once (`closedBy` is the sweep run that owns it, so a retried
+ * activity of that run continues, and any other run leaves the hour alone).
+ */
+export const hourCloses = pgTable('hour_closes', {
+  hour: ts('hour').primaryKey(),
+  closedBy: text('closed_by').notNull(),
+  startedAt: ts('started_at').notNull().default(sql`now()`),
+  finishedAt: ts('finished_at'),
+});
 
 /** What a remittance claims for each accumulation period it bills (usually one). */
 export const remittanceParts = pgTable(

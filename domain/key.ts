@@ -1,4 +1,5 @@
-// The remittance key: what one hourly workflow (and one marketplace record per hour) is about.
+// The remittance key: the unit the billing rules compute (billing.md). Keys that bill the same
+// marketplace customer and dimension share one marketplace record per hour (domain/record.ts).
 
 export const MARKETPLACES = ['aws', 'azure'] as const;
 export type Marketplace = (typeof MARKETPLACES)[number];
@@ -31,14 +32,4 @@ export function parseKeyString(s: string): RemittanceKey {
   const [billingProvider, billingAccountId, orgId, productTag, metric, sla, usage] = parts as [string, string, string, string, string, string, string];
   if (!isMarketplace(billingProvider)) throw new Error(`unknown marketplace in key: ${billingProvider}`);
   return { billingProvider, billingAccountId, orgId, productTag, metric, sla, usage };
-}
-
-/**
- * Workflow id of the remittance of `key` for the remittance hour starting at `hourMs`.
- * Readable by a person and computable by the API from the key alone, e.g.
- * `remittance/aws/acct-1/org-1/rosa/Cores/Premium/Production/2026-11-25T10:00:00Z`.
- */
-export function remittanceWorkflowId(k: RemittanceKey, hourMs: number): string {
-  const hour = new Date(hourMs).toISOString().replace('.000Z', 'Z');
-  return ['remittance', ...KEY_FIELDS.map((f) => k[f].replace(/\//g, '%2F')), hour].join('/');
 }

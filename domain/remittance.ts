@@ -2,11 +2,12 @@
 // the computation looks at (billing.ts, one per period) folded into the single record that hour
 // may send. Pure, like billing.ts; the ledger supplies the inputs read under the key's lock.
 
-import { computeRemittance, type EarlierRemittance, type MarketplaceTarget, type RemittanceDecision } from './billing';
+import { computeRemittance, type EarlierRemittance, type RemittanceDecision } from './billing';
 import { lookupMetric, type Catalog } from './catalog';
 import type { Contract } from './contracts';
 import { Decimal } from './decimal';
 import type { RemittanceKey } from './key';
+import { recordTargetOf } from './record';
 import type { MarketplaceCustomer } from '../marketplaces/types';
 import type { RemittanceStatus } from '../workflows/definitions';
 
@@ -43,14 +44,12 @@ export interface RecordDecision {
   periods: PeriodDecision[];
 }
 
-function customerOf(t: MarketplaceTarget | null): MarketplaceCustomer | null {
-  if (!t) return null;
-  if (t.marketplace === 'azure') return { marketplace: 'azure', resourceId: t.resourceId, planId: t.planId };
-  if (!t.productCode) return null;
-  return { marketplace: 'aws', productCode: t.productCode, customerAwsAccountId: t.customerAwsAccountId, licenseArn: t.licenseArn };
-}
-
-export function decideRemittance(input: { key: RemittanceKey; catalog: Catalog; contracts: readonly Contract[]; periods: readonly PeriodInput[] }): RecordDecision {
+/**
+ * The remittance of one key for remittance hour `remittanceHourMs`: each period's bill (billing.ts)
+ * folded into what the key adds to the hour's marketplace record, whose customer and dimension
+ * come from recordTargetOf (the contract in force at the remittance hour).
+ */
+export function decideRemittance(input: { key: RemittanceKey; catalog: Catalog; contracts: readonly Contract[]; periods: readonly PeriodInput[]; remittanceHourMs: number }): RecordDecision {
   const { key } = input;
   const entry = lookupMetric(input.catalog, key.productTag, key.metric);
   const empty = { bill: 0, claim: '0', dimension: null, customer: null, licenseId: null, periods: [] };
@@ -78,15 +77,15 @@ export function decideRemittance(input: { key: RemittanceKey; catalog: Catalog; 
   const reason = periods.map((x) => `${x.period}: ${x.reason}`).join('\n') || 'no usage for this key in the months looked at';
 
   if (billed.length > 0) {
-    // One record: every period it bills goes to the identifiers of the newest period's contract.
+    // One record per hour: every period the key bills (late usage of earlier months, failed
+    // amounts) goes to the customer in force now, with the current timestamp.
     const last = billed[billed.length - 1]!.d;
-    const customer = customerOf(last.target);
-    const billedParts = periods.filter((x) => x.kind === 'bill');
-    const total = sum(billedParts);
-    if (!customer || last.targetProblem) {
-      return { ...total, status: 'Failed', dimension, customer, licenseId: last.licenseId, errorCode: 'usage_context_lookup', reason: `${last.targetProblem ?? 'no marketplace identifiers'}; add a contract with them, then retry`, periods };
+    const total = sum(periods.filter((x) => x.kind === 'bill'));
+    const target = recordTargetOf(key, entry, input.contracts, input.remittanceHourMs);
+    if ('problem' in target) {
+      return { ...total, status: 'Failed', dimension, customer: null, licenseId: last.licenseId, errorCode: target.problem, reason: target.reason, periods };
     }
-    return { ...total, status: 'Pending', dimension, customer, licenseId: last.licenseId, errorCode: null, reason, periods };
+    return { ...total, status: 'Pending', dimension: target.dimension, customer: target.customer, licenseId: last.licenseId, errorCode: null, reason, periods };
   }
   if (gratis.length > 0) return { ...sum(gratis), status: 'Gratis', dimension, customer: null, licenseId: null, errorCode: null, reason, periods };
   const unsupported = decided.find((x) => x.d.kind === 'unsupported_metric');

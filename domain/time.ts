@@ -9,6 +9,14 @@ export function hourStart(ms: number, hourMs: number): number {
   return Math.floor(ms / hourMs) * hourMs;
 }
 
+/**
+ * The newest remittance hour whose window has closed at `ms`: hour H closes at the end of H plus
+ * the grace (`graceHours` of an hour).
+ */
+export function closedHourAt(ms: number, t: { hourMs: number; graceHours: number }): number {
+  return hourStart(ms - Math.round(t.hourMs * t.graceHours), t.hourMs) - t.hourMs;
+}
+
 /** True when `ms` is exactly the start of an hour slot. */
 export function isOnHour(ms: number, hourMs: number): boolean {
   return Number.isInteger(ms) && ms % hourMs === 0;

@@ -1,72 +1,75 @@
-// Client-side helpers for remittance workflows, shared by the API, the sweep activity and the
-// CLI. Starting is idempotent: a running workflow for the same key and hour is reused, and a
-// closed one is left alone (its hour is over; a later hour bills what it did not).
+// Client-side helper for remittance workflows: the sweep that closes an hour starts one workflow
+// per marketplace record (and per account, product and metric whose usage went to no record).
+// Starting is idempotent: a workflow id already started (a retried close) is left alone, and a
+// closed one is never redone by a start (operators use signals or the reset API).
 
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { keyString, remittanceWorkflowId, type RemittanceKey } from '../domain/key';
-import type { Database } from '../db/client';
-import { markScheduled } from '../db/ledger';
-import { SA } from '../workflows/definitions';
-import type { RemittanceWorkflowInput } from '../workflows/remittance';
-import type { TimeSettings } from '../config/env';
+import { SA, type RemittanceStatus } from '../workflows/definitions';
+import type { RecordWorkflowInput } from '../workflows/remittance';
 
-export interface RemittanceStarterOptions {
+export interface RecordStart {
+  workflowId: string;
+  input: RecordWorkflowInput;
+  /** Search attributes at start: the Web UI filters on them before the workflow runs. */
+  attributes: {
+    marketplace: string;
+    billingAccountId: string;
+    productTag: string;
+    metric: string;
+    /** Every org whose usage the workflow carries. */
+    orgIds: string[];
+    hourMs: number;
+    status: RemittanceStatus;
+    errorCode: string | null;
+  };
+  /** One line for the Web UI's list. */
+  summary: string;
+}
+
+export interface RecordStarterOptions {
   client: Client;
   taskQueue: string;
-  time: TimeSettings;
+  /** Starts in flight at once. */
+  concurrency?: number;
 }
 
-export function remittanceInput(key: RemittanceKey, hourMs: number, time: TimeSettings): RemittanceWorkflowInput {
-  return {
-    key,
-    remittanceHourMs: hourMs,
-    time: { hourMs: time.hourMs, graceHours: time.graceHours, acceptanceHours: time.acceptanceHours[key.billingProvider] ?? 6 },
-  };
-}
-
-export async function startRemittance(o: RemittanceStarterOptions, key: RemittanceKey, hourMs: number): Promise<{ workflowId: string; started: boolean }> {
-  const workflowId = remittanceWorkflowId(key, hourMs);
+export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStart): Promise<boolean> {
+  const a = s.attributes;
   try {
-    await o.client.workflow.start('remittanceWorkflow', {
-      workflowId,
+    await o.client.workflow.start('marketplaceRecordWorkflow', {
+      workflowId: s.workflowId,
       taskQueue: o.taskQueue,
-      args: [remittanceInput(key, hourMs, o.time)],
+      args: [s.input],
       workflowIdConflictPolicy: 'USE_EXISTING',
-      // A finished hour is never redone by a start; operators use signals or the reset API.
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      staticSummary: `${key.billingProvider} · ${key.billingAccountId} · ${key.orgId} · ${key.productTag} ${key.metric} · ${new Date(hourMs).toISOString()}`,
+      staticSummary: s.summary,
       typedSearchAttributes: [
-        { key: SA.Marketplace, value: key.billingProvider },
-        { key: SA.BillingAccountId, value: key.billingAccountId },
-        { key: SA.OrgId, value: key.orgId },
-        { key: SA.ProductTag, value: key.productTag },
-        { key: SA.Metric, value: key.metric },
-        { key: SA.RemittanceHour, value: new Date(hourMs) },
-        { key: SA.RemittanceStatus, value: 'Pending' },
+        { key: SA.Marketplace, value: a.marketplace },
+        { key: SA.BillingAccountId, value: a.billingAccountId },
+        { key: SA.OrgId, value: [...new Set(a.orgIds)].sort() },
+        { key: SA.ProductTag, value: a.productTag },
+        { key: SA.Metric, value: a.metric },
+        { key: SA.RemittanceHour, value: new Date(a.hourMs) },
+        { key: SA.RemittanceStatus, value: a.status },
+        ...(a.errorCode ? [{ key: SA.RemittanceErrorCode, value: a.errorCode }] : []),
       ],
     });
-    return { workflowId, started: true };
+    return true;
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, started: false };
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
     throw err;
   }
 }
 
-/**
- * Start the remittance of every key for `hourMs` (idempotent per key and hour), a few at a
- * time, and record in the ledger that their changes are covered, so the hourly sweep does not
- * start them again. Used by ingestion, contracts, operator actions, the sweep and the usage pull.
- */
-export async function startRemittances(o: RemittanceStarterOptions & { database: Database; concurrency?: number }, keys: RemittanceKey[], hourMs: number): Promise<string[]> {
-  const ids: string[] = new Array(keys.length);
+/** Start many workflows, a few at a time; returns how many were new. */
+export async function startRecordWorkflows(o: RecordStarterOptions, starts: RecordStart[]): Promise<number> {
   let next = 0;
-  const lanes = Array.from({ length: Math.min(o.concurrency ?? 16, keys.length) }, async () => {
-    while (next < keys.length) {
-      const i = next++;
-      ids[i] = (await startRemittance(o, keys[i]!, hourMs)).workflowId;
+  let started = 0;
+  const lanes = Array.from({ length: Math.min(o.concurrency ?? 32, starts.length) }, async () => {
+    while (next < starts.length) {
+      if (await startRecordWorkflow(o, starts[next++]!)) started++;
     }
   });
   await Promise.all(lanes);
-  await markScheduled(o.database.pool, keys.map(keyString), hourMs);
-  return ids;
+  return started;
 }

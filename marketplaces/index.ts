@@ -73,13 +73,13 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
   // 6-hour acceptance window that delay is nothing; it is what fills 25-record calls.
   const lingerMs = opts.lingerMs ?? Math.min(1000, hourMs / 20);
   const maxLingerMs = Math.min(30_000, hourMs / 2);
-  // Remittances computed with something to send but not yet handed to a batcher are on their
-  // way: a partial batch waits for them (bounded by maxLingerMs). Only recent ones: a row left
-  // Pending by a dead workflow must not slow every batch down.
+  // Records made with something to send but not yet handed to a batcher are on their way (their
+  // workflows are starting): a partial batch waits for them (bounded by maxLingerMs). Only recent
+  // ones: a record left Pending by a dead workflow must not slow every batch down.
   const moreExpected = opts.database
     ? async (r: UsageRecord) => {
         const q = await opts.database!.pool.query(
-          `SELECT 1 FROM remittances WHERE billing_provider = $1 AND status = 'Pending' AND bill > 0 AND updated_at > now() - interval '5 minutes' LIMIT 1`,
+          `SELECT 1 FROM marketplace_records WHERE status = 'Pending' AND marketplace = $1 AND updated_at > now() - interval '5 minutes' LIMIT 1`,
           [r.customer.marketplace],
         );
         return q.rowCount! > 0;

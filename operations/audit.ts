@@ -2,7 +2,8 @@
 // can be read (the emulators' admin API, Azure's usage API), the marketplaces' own records.
 //   1. nothing lost   — once quiet, what the marketplace accepted equals what the rules say is owed
 //   2. nothing twice  — at most one accepted record per marketplace/customer/dimension/hour, every
-//                       accepted record is one succeeded remittance, no self-caused duplicates
+//                       accepted record is one succeeded record of the ledger (whose quantity is
+//                       the sum of its remittances' bills), no self-caused duplicates
 //   3. nothing hidden — every amount not (yet) accepted has a status and a reason
 
 import type { Database } from '../db/client';
@@ -26,13 +27,27 @@ export interface Violation {
   invariant: 'nothing-lost' | 'nothing-twice' | 'nothing-hidden';
   message: string;
   remittanceId?: string;
+  /** A marketplace record of the ledger. */
+  recordId?: string;
   key?: string;
 }
 
 export interface AuditReport {
   ok: boolean;
-  checked: { keys: number; remittances: number; marketplaceRecords: number | null };
+  checked: { keys: number; remittances: number; records: number; marketplaceRecords: number | null };
   violations: Violation[];
+}
+
+/** A marketplace record of the ledger (marketplace_records). */
+interface LedgerRecord {
+  id: string;
+  marketplace: string;
+  remittance_hour: Date;
+  status: string;
+  quantity: number;
+  receipt_id: string | null;
+  dimension: string;
+  customer: LedgerRow['customer'];
 }
 
 interface LedgerRow {
@@ -47,6 +62,7 @@ interface LedgerRow {
   receipt_id: string | null;
   dimension: string | null;
   customer: { marketplace: string; customerAwsAccountId?: string; resourceId?: string } | null;
+  record_id: string | null;
 }
 
 export function customerIdOf(c: LedgerRow['customer']): string | undefined {
@@ -64,7 +80,8 @@ export async function auditLedger(d: {
 }): Promise<AuditReport> {
   const violations: Violation[] = [];
   const nowMs = d.nowMs ?? Date.now();
-  const rows = (await d.database.pool.query<LedgerRow>('SELECT id, key, billing_provider, remittance_hour, status, bill, reason, error_code, receipt_id, dimension, customer FROM remittances ORDER BY key, remittance_hour')).rows;
+  const rows = (await d.database.pool.query<LedgerRow>('SELECT id, key, billing_provider, remittance_hour, status, bill, reason, error_code, receipt_id, dimension, customer, record_id FROM remittances ORDER BY key, remittance_hour')).rows;
+  const ledgerRecords = (await d.database.pool.query<LedgerRecord>('SELECT id, marketplace, remittance_hour, status, quantity, receipt_id, dimension, customer FROM marketplace_records ORDER BY remittance_hour, id')).rows;
 
   // 3. Nothing hidden.
   for (const r of rows) {
@@ -102,29 +119,28 @@ export async function auditLedger(d: {
         slots.set(slot, rec);
       }
       const byReceipt = new Map(records.map((r) => [r.receiptId, r]));
-      const succeeded = rows.filter((r) => r.billing_provider === mp && r.status === 'Succeeded');
       const seen = new Set<string>();
-      for (const r of succeeded) {
+      for (const r of ledgerRecords.filter((x) => x.marketplace === mp && x.status === 'Succeeded')) {
         let rec = r.receipt_id ? byReceipt.get(r.receipt_id) : undefined;
         // A send confirmed only by reading the usage back (Azure, after a lost answer) has a
         // receipt naming the slot, `usageEvents:<resource>|<dimension>|<hour>`, not the event id.
         if (!rec && r.receipt_id?.startsWith('usageEvents:')) rec = slots.get(`${customerIdOf(r.customer)}|${r.dimension}|${new Date(r.remittance_hour).getTime()}`);
         if (!rec) {
-          violations.push({ invariant: 'nothing-lost', message: `succeeded remittance whose receipt ${r.receipt_id} the marketplace does not have`, remittanceId: r.id, key: r.key });
+          violations.push({ invariant: 'nothing-lost', message: `succeeded record whose receipt ${r.receipt_id} the marketplace does not have`, recordId: r.id });
           continue;
         }
         seen.add(rec.receiptId);
         const hourMs = new Date(r.remittance_hour).getTime();
-        if (rec.quantity !== r.bill || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
-          violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${r.bill} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}`, remittanceId: r.id, key: r.key });
+        if (rec.quantity !== r.quantity || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
+          violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${r.quantity} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}`, recordId: r.id });
         }
       }
       // An unconfirmed send (its answer lost until its window closed) is what the marketplace
       // says it is: there, it was billed once; missing, it still owes and an operator must reset it.
-      for (const r of rows.filter((x) => x.billing_provider === mp && x.status === 'Unconfirmed')) {
+      for (const r of ledgerRecords.filter((x) => x.marketplace === mp && x.status === 'Unconfirmed')) {
         const rec = slots.get(`${customerIdOf(r.customer)}|${r.dimension}|${new Date(r.remittance_hour).getTime()}`);
-        if (rec && rec.quantity === r.bill) seen.add(rec.receiptId);
-        else violations.push({ invariant: 'nothing-lost', message: `unconfirmed remittance the marketplace does not have (${r.bill} ${r.dimension}): reset this hour to bill it again`, remittanceId: r.id, key: r.key });
+        if (rec && rec.quantity === r.quantity) seen.add(rec.receiptId);
+        else if (rows.some((x) => x.record_id === r.id && x.status === 'Unconfirmed')) violations.push({ invariant: 'nothing-lost', message: `unconfirmed record the marketplace does not have (${r.quantity} ${r.dimension}): reset this hour to bill it again`, recordId: r.id });
       }
       for (const rec of records) {
         if (!seen.has(rec.receiptId)) {
@@ -133,5 +149,5 @@ export async function auditLedger(d: {
       }
     }
   }
-  return { ok: violations.length === 0, checked: { keys: keys.length, remittances: rows.length, marketplaceRecords: recordCount }, violations };
+  return { ok: violations.length === 0, checked: { keys: keys.length, remittances: rows.length, records: ledgerRecords.length, marketplaceRecords: recordCount }, violations };
 }

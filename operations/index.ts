@@ -2,9 +2,9 @@
 // Each one selects with the same filters, can preview (dry run: nothing changes), and is
 // recorded in the audit trail (who, when, what, result), dry runs included.
 //
-// All three end the same way: the affected keys are marked owing and the *current* hour's
-// remittance is started for each, so whatever is owed goes out in that hour's single record.
-// Nothing ever re-sends a past hour blind.
+// All three end the same way: the affected keys are marked owing, so the sweep that closes the
+// current hour computes them and whatever is owed goes out in that hour's single record per
+// marketplace customer and dimension. Nothing ever re-sends a past hour blind.
 
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
@@ -13,7 +13,6 @@ import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
 import { hourStart } from '../domain/time';
-import { startRemittances } from '../lib/remittance-client';
 import { retrySignal } from '../workflows/definitions';
 
 export interface OperationDeps {
@@ -53,8 +52,10 @@ export interface OperationResult {
   action: 'reset' | 'recalculate' | 'retry';
   dryRun: boolean;
   changes: OperationChange[];
-  /** Remittances started (or signalled) to bill the change; empty on a dry run. */
+  /** Workflows of failed records signalled to retry in their own hour; empty on a dry run. */
   started: string[];
+  /** Keys marked owing: the sweep that closes the current hour bills them. 0 on a dry run. */
+  owing: number;
   auditId: number;
 }
 
@@ -117,11 +118,6 @@ async function selectAll(database: Database, f: RemittanceFilter): Promise<Remit
 
 const keyOf = (r: RemittanceItem): RemittanceKey => parseKeyString(r.key);
 
-async function startCurrentHour(d: OperationDeps, keys: RemittanceKey[]): Promise<string[]> {
-  if (!d.temporal || keys.length === 0) return [];
-  return startRemittances({ ...d.temporal, time: d.time, database: d.database }, keys, hourStart((d.now ?? Date.now)(), d.time.hourMs));
-}
-
 function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {
   return [...new Map(keys.map((k) => [keyString(k), k])).values()];
 }
@@ -134,12 +130,13 @@ function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {
 export async function resetRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
   const rows = await selectAll(d.database, filterOf(r, ['Succeeded', 'Gratis', 'Unconfirmed']));
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'void' }));
-  let started: string[] = [];
+  let owing = 0;
   if (!r.dryRun && rows.length) {
+    // Voiding marks the keys owing in the same transaction.
     await withTransaction(d.database, (c) => voidRemittances(c, rows.map((x) => x.id), `reset by ${r.actor}`));
-    started = await startCurrentHour(d, uniqueKeys(changes.map((c) => c.key)));
+    owing = uniqueKeys(changes.map((c) => c.key)).length;
   }
-  return finish(d, 'reset', r, changes, started);
+  return finish(d, 'reset', r, changes, [], owing);
 }
 
 /** Recalculate: recompute each key from current tallies and contracts; bill the difference now. */
@@ -159,34 +156,31 @@ export async function recalculateRemittances(d: OperationDeps, r: OperationReque
     const p = await previewRemittance(d.database, { key, remittanceHourMs: hour, catalog: d.catalog, time: d.time, nowMs: (d.now ?? Date.now)() });
     changes.push({ key, quantity: p.bill, status: p.status, action: p.bill > 0 ? 'bill-difference' : 'no-change' });
   }
-  let started: string[] = [];
-  if (!r.dryRun && keys.length) {
-    await markKeysOwing(d.database.pool, keys.map(keyString));
-    started = await startCurrentHour(d, keys);
-  }
-  return finish(d, 'recalculate', r, changes, started);
+  if (!r.dryRun && keys.length) await markKeysOwing(d.database.pool, keys.map(keyString));
+  return finish(d, 'recalculate', r, changes, [], r.dryRun ? 0 : keys.length);
 }
 
 /**
- * Retry failed (or expired) remittances now. A failed hour whose workflow still waits for an
+ * Retry failed (or expired) remittances. A failed record whose workflow still waits for an
  * operator gets the `retry` signal (it recomputes and resends in its own hour while the
- * marketplace accepts it); otherwise the current hour's remittance of the key bills the amount.
+ * marketplace accepts it); otherwise the key is marked owing and the current hour's record
+ * bills the amount.
  */
 export async function retryRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
   const rows = await selectAll(d.database, filterOf(r, r.status ?? ['Failed']));
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'retry' }));
-  const started: string[] = [];
+  const started = new Set<string>();
+  const rest: RemittanceKey[] = [];
   if (!r.dryRun && rows.length) {
-    const rest: RemittanceKey[] = [];
     for (const x of rows) {
-      const signalled = d.temporal ? await signalIfWaiting(d.temporal.client, x.workflowId, r.actor) : false;
-      if (signalled) started.push(x.workflowId);
+      const id = x.recordId ? x.workflowId : null;
+      const signalled = id && (started.has(id) || (d.temporal && (await signalIfWaiting(d.temporal.client, id, r.actor))));
+      if (signalled) started.add(id);
       else rest.push(keyOf(x));
     }
     await markKeysOwing(d.database.pool, uniqueKeys(rest).map(keyString));
-    started.push(...(await startCurrentHour(d, uniqueKeys(rest))));
   }
-  return finish(d, 'retry', r, changes, started);
+  return finish(d, 'retry', r, changes, [...started], uniqueKeys(rest).length);
 }
 
 async function signalIfWaiting(client: Client, workflowId: string, actor: string): Promise<boolean> {
@@ -201,14 +195,14 @@ async function signalIfWaiting(client: Client, workflowId: string, actor: string
   }
 }
 
-async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[]): Promise<OperationResult> {
+async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[], owing: number): Promise<OperationResult> {
   const request = { productTag: r.productTag, metric: r.metric, start: r.start.toISOString(), end: r.end.toISOString(), orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, status: r.status };
   const auditId = await recordAudit(d.database.pool, {
     actor: r.actor,
     action,
     dryRun: r.dryRun,
     request,
-    result: { changes: changes.length, quantity: changes.reduce((s, c) => s + c.quantity, 0), started: started.length },
+    result: { changes: changes.length, quantity: changes.reduce((s, c) => s + c.quantity, 0), started: started.length, owing },
   });
-  return { action, dryRun: r.dryRun, changes, started, auditId };
+  return { action, dryRun: r.dryRun, changes, started, owing, auditId };
 }

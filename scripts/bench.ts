@@ -51,10 +51,6 @@ function report(s: Summary): string {
         ['batch shape', 'in flight', 'requests', 'tallies/s', 'p50 ms', 'p95 ms', 'max ms', 'CPU ms/req: node', 'PostgreSQL'],
       ),
     );
-    if (i.workflowStarts) {
-      const w = i.workflowStarts;
-      out.push(`First batch of an hour for ${w.keys} new keys (one workflow start each): ${w.elapsedMs} ms, ${w.startsPerSecond} starts/s`);
-    } else out.push('Workflow starts: not measured (no Temporal)');
     out.push(`Memory of the bench process (API and client): peak RSS ${i.memory.rssPeakMb} MB (${i.memory.payloadMb} MB of it request bodies held by the client), peak JS heap ${i.memory.heapUsedPeakMb} MB; rows stored ${i.storedRows.toLocaleString('en')}`);
   }
   const mp: Array<Array<string | number>> = [];
@@ -144,7 +140,7 @@ async function main(): Promise<number> {
         return { error: (err as Error).message };
       }
     };
-    if (want('ingest')) summary.ingest = await attempt('ingest', () => benchIngest({ databaseUrl, temporalAddress, log: (l) => log(l) }));
+    if (want('ingest')) summary.ingest = await attempt('ingest', () => benchIngest({ databaseUrl, log: (l) => log(l) }));
     if (want('awsBatching')) summary.awsBatching = await attempt('awsBatching', () => benchAwsBatching());
     if (want('azureBatching')) summary.azureBatching = await attempt('azureBatching', () => benchAzureBatching());
     summary.durationMs = Date.now() - started;

@@ -808,7 +808,7 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
   let hidden: Violation[] = [];
   for (let attempt = 0; attempt < 10; attempt++) {
     const seen = new Map<string, { status?: string; code?: string; start: number }>();
-    for await (const wf of stack.client.workflow.list({ query: `TaskQueue="${stack.taskQueue}" AND WorkflowType="remittanceWorkflow"` })) {
+    for await (const wf of stack.client.workflow.list({ query: `TaskQueue="${stack.taskQueue}" AND WorkflowType="marketplaceRecordWorkflow"` })) {
       const prev = seen.get(wf.workflowId);
       if (prev && prev.start > wf.startTime.getTime()) continue;
       seen.set(wf.workflowId, { status: wf.typedSearchAttributes.get(SA.RemittanceStatus), code: wf.typedSearchAttributes.get(SA.RemittanceErrorCode), start: wf.startTime.getTime() });

@@ -8,7 +8,7 @@ import type { RemitConfig, TimeSettings } from '../config/env';
 import type { Database } from '../db/client';
 import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
-import { startRemittances } from '../lib/remittance-client';
+import { startRecordWorkflow } from '../lib/remittance-client';
 import { createUsagePullActivities } from '../activities/usage-pull';
 import { prometheusSourceFromEnv } from '../usage/prometheus';
 import type { UsageSource } from '../usage/source';
@@ -42,30 +42,35 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
     time: d.time,
     marketplaces: d.marketplaces,
     log: d.log,
-    startRemittances: (keys, hourMs) => startRemittances({ client: d.client, taskQueue: d.taskQueue, time: d.time, database: d.database }, keys, hourMs),
+    startRecordWorkflow: (s) => startRecordWorkflow({ client: d.client, taskQueue: d.taskQueue }, s),
   });
   const usageSource = d.usageSource ?? prometheusSourceFromEnv();
-  const start = (keys: Parameters<typeof startRemittances>[1], hourMs: number) => startRemittances({ client: d.client, taskQueue: d.taskQueue, time: d.time, database: d.database }, keys, hourMs);
-  const usagePull = usageSource ? createUsagePullActivities({ database: d.database, catalog: d.catalog, time: d.time, source: usageSource, log: d.log, startRemittances: start }) : {};
+  const usagePull = usageSource ? createUsagePullActivities({ database: d.database, catalog: d.catalog, time: d.time, source: usageSource, log: d.log }) : {};
   return Worker.create({
     connection: d.connection,
     namespace: d.namespace,
     taskQueue: d.taskQueue,
     ...(d.workflowBundle ? { workflowBundle: d.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
     activities: { ...activities, ...usagePull },
-    // Sends wait on the marketplace (batching, rate limit), holding no database connection
-    // meanwhile; many at once is what lets the batcher fill 25-record calls.
-    maxConcurrentActivityTaskExecutions: 200,
+    // Sends are local activities that wait on the marketplace (batching, rate limit), holding no
+    // database connection meanwhile; many at once is what lets the batcher fill 25-record calls.
+    maxConcurrentActivityTaskExecutions: 50,
+    maxConcurrentLocalActivityExecutions: 1000,
+    maxConcurrentWorkflowTaskExecutions: 100,
+    maxCachedWorkflows: 2000,
     shutdownGraceTime: '10 seconds',
   });
 }
 
 /**
- * The hourly sweep Schedule, created (or updated to the current hour length) at worker start.
- * Idempotent: several workers starting together all end with one schedule.
+ * The hourly sweep Schedule, created (or updated to the current hour length) at worker start:
+ * it fires when each hour's window closes (the end of the hour plus grace, plus a moment so that
+ * the run's own clock is past the close). Idempotent: several workers starting together all end
+ * with one schedule.
  */
 export async function ensureSweepSchedule(client: Client, taskQueue: string, time: TimeSettings): Promise<void> {
-  const spec = { intervals: [{ every: time.hourMs, offset: Math.round(time.hourMs / 120) }] };
+  const offset = Math.round(time.hourMs * time.graceHours) + Math.min(1000, Math.round(time.hourMs / 100));
+  const spec = { intervals: [{ every: time.hourMs, offset: offset % time.hourMs }] };
   const scheduleId = sweepScheduleId(taskQueue);
   try {
     await client.schedule.create({

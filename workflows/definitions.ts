@@ -7,7 +7,8 @@ import { defineQuery, defineSignal } from '@temporalio/workflow';
 export const SA = {
   Marketplace: defineSearchAttributeKey('Marketplace', SearchAttributeType.KEYWORD),
   BillingAccountId: defineSearchAttributeKey('BillingAccountId', SearchAttributeType.KEYWORD),
-  OrgId: defineSearchAttributeKey('OrgId', SearchAttributeType.KEYWORD),
+  /** Every org whose usage the record carries. */
+  OrgId: defineSearchAttributeKey('OrgId', SearchAttributeType.KEYWORD_LIST),
   ProductTag: defineSearchAttributeKey('ProductTag', SearchAttributeType.KEYWORD),
   Metric: defineSearchAttributeKey('Metric', SearchAttributeType.KEYWORD),
   RemittanceStatus: defineSearchAttributeKey('RemittanceStatus', SearchAttributeType.KEYWORD),
@@ -15,11 +16,15 @@ export const SA = {
   RemittanceHour: defineSearchAttributeKey('RemittanceHour', SearchAttributeType.DATETIME),
 } as const;
 
+/** How the `temporal` CLI and the operator service name each search attribute type. */
+export const SEARCH_ATTRIBUTE_TYPE_NAMES: Partial<Record<SearchAttributeType, string>> = {
+  [SearchAttributeType.KEYWORD]: 'Keyword',
+  [SearchAttributeType.KEYWORD_LIST]: 'KeywordList',
+  [SearchAttributeType.DATETIME]: 'Datetime',
+};
+
 /** `--search-attribute Name=Type` arguments for `temporal server start-dev`. */
-export const SEARCH_ATTRIBUTE_CLI_ARGS: string[] = Object.values(SA).flatMap((k) => [
-  '--search-attribute',
-  `${k.name}=${k.type === SearchAttributeType.DATETIME ? 'Datetime' : 'Keyword'}`,
-]);
+export const SEARCH_ATTRIBUTE_CLI_ARGS: string[] = Object.values(SA).flatMap((k) => ['--search-attribute', `${k.name}=${SEARCH_ATTRIBUTE_TYPE_NAMES[k.type]}`]);
 
 /** What a remittance can be, as shown in the `RemittanceStatus` search attribute. */
 export const REMITTANCE_STATUSES = [
@@ -49,7 +54,8 @@ export const resetSignal = defineSignal<[OperatorSignalInput?]>('reset');
 
 export interface RemittanceView {
   status: RemittanceStatus;
-  remittanceId?: string;
+  /** The marketplace record the workflow sends (absent when its hour has none to send). */
+  recordId?: string;
   quantity?: number;
   errorCode?: string;
   reason?: string;

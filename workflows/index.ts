@@ -1,4 +1,4 @@
 // The workflow bundle's entry point: every workflow the worker runs.
-export { remittanceWorkflow } from './remittance';
+export { marketplaceRecordWorkflow } from './remittance';
 export { sweepWorkflow } from './sweep';
 export { usagePullWorkflow } from './usage-pull';

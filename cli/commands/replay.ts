@@ -11,7 +11,7 @@ import { SA, recalculateSignal, resetSignal, retrySignal, type OperatorSignalInp
 
 const SIGNALS = { retry: retrySignal, recalculate: recalculateSignal, reset: resetSignal } as const;
 type SignalName = keyof typeof SIGNALS;
-const WORKFLOW_TYPE = 'remittanceWorkflow';
+const WORKFLOW_TYPE = 'marketplaceRecordWorkflow';
 
 interface Target {
   workflowId: string;

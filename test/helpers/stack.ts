@@ -39,7 +39,10 @@ export interface TestStackOptions {
   awsAcceptanceHours?: number;
   /** Extra environment for loadConfig. */
   env?: NodeJS.ProcessEnv;
-  /** Create the hourly sweep schedule for this stack's task queue (hours are scaled). */
+  /**
+   * Create the sweep schedule that closes each hour (default true: nothing is remitted without
+   * it). False for tests that close hours themselves.
+   */
   sweep?: boolean;
 }
 
@@ -110,7 +113,8 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     return w;
   };
   await startWorker();
-  if (o.sweep) await ensureSweepSchedule(client, taskQueue, time);
+  const sweep = o.sweep ?? true;
+  if (sweep) await ensureSweepSchedule(client, taskQueue, time);
   const api: FastifyInstance = await buildApi({ database, catalog, time, temporal: { client, taskQueue }, tokens, log });
   const address = await api.listen({ port: 0, host: '127.0.0.1' });
 
@@ -154,7 +158,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     },
     async stop() {
       await api.close();
-      if (o.sweep) await client.schedule.getHandle(sweepScheduleId(taskQueue)).delete().catch(() => undefined);
+      if (sweep) await client.schedule.getHandle(sweepScheduleId(taskQueue)).delete().catch(() => undefined);
       for (const w of workers) {
         if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
         await w.done.catch(() => undefined);
