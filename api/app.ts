@@ -221,6 +221,8 @@ function present(r: Awaited<ReturnType<typeof listRemittances>>['items'][number]
     deadline: r.deadline ? new Date(r.deadline).toISOString() : null,
     attempts: r.attempts,
     lastError: r.lastError,
+    /** The marketplace record this remittance's quantity travels in (summed with other keys' of the same customer and dimension). */
+    recordId: r.recordId,
     workflowId: r.workflowId,
     accumulationPeriods: r.periods,
     rebilledBy: r.rebilledBy,

@@ -1,7 +1,7 @@
 // "What did we remit and what not, and why": remittance listings and summaries.
 
 import type { Database } from './client';
-import { ROW_COLUMNS, type RemittanceRow } from './ledger';
+import { ROW_COLUMNS, ROW_FROM, type RemittanceRow } from './ledger';
 
 export interface RemittanceFilter {
   orgId?: string;
@@ -67,7 +67,7 @@ export async function listRemittances(database: Database, f: RemittanceFilter, p
           FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0
             AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
        END AS "rebilledBy"
-     FROM remittances r WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,
+     FROM ${ROW_FROM} WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,
     params,
   );
   const items = r.rows.slice(0, page.limit);
