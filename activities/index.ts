@@ -23,7 +23,7 @@ import {
   recomputeRecord,
   recordAttemptError,
   recordAudit,
-  groupsOfHour,
+  unstartedGroups,
   voidRecord,
   type GroupOutcome,
   type GroupTarget,
@@ -287,8 +287,10 @@ export function createActivities(deps: ActivityDeps) {
         computing = false;
         await Promise.all(starters);
       }
-      // A retried attempt: start again what an earlier attempt made but may not have started.
-      if (info.attempt > 1) for (const s of (await groupsOfHour(database, hour)).flatMap((g) => startsOf(g, hour))) await start(s);
+      // What an earlier attempt (of this hour, on a retry) or an earlier close (a retry that ran
+      // past the next close, a run ended mid-close) made but may not have started.
+      const leftover = await unstartedGroups(database, { beforeHourMs: hour, hourMs: info.attempt > 1 ? hour : undefined });
+      for (const s of leftover.flatMap((g) => startsOf(g, g.record ? new Date(g.record.remittanceHour).getTime() : hour))) await start(s);
       await finishHourClose(database, hour);
       deps.log.info({ hour: new Date(hour).toISOString(), keys: keys.length, computed, records }, 'hour closed');
       return { hour: new Date(hour).toISOString(), records, computed };

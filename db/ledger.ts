@@ -22,6 +22,7 @@ import { monthOf, nextMonthStartMs, previousMonth } from '../domain/time';
 import type { RemittanceStatus } from '../workflows/definitions';
 import type { MarketplaceCustomer } from '../marketplaces/types';
 import { decideRemittance, type PeriodDecision, type RecordDecision } from '../domain/remittance';
+import { MAX_BILL } from '../domain/billing';
 import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
 import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
@@ -262,8 +263,19 @@ export async function computeGroup(database: Database, a: ComputeSettings & { ke
       }
       writes.push({ key, decision, periods: decision.periods });
     }
-    const sending = writes.filter((w) => w.decision.status === 'Pending');
-    const quantity = sending.reduce((s, w) => s + w.decision.bill, 0);
+    // One record carries at most MAX_BILL units (AWS's limit, the column's type): keys beyond it
+    // wait for the next hour's record.
+    let quantity = 0;
+    const sending: typeof writes = [];
+    for (const w of writes.filter((x) => x.decision.status === 'Pending')) {
+      if (quantity + w.decision.bill > MAX_BILL) {
+        deferred.push(w.key);
+        writes.splice(writes.indexOf(w), 1);
+        continue;
+      }
+      quantity += w.decision.bill;
+      sending.push(w);
+    }
     let record: RecordRow | null = null;
     if (recordId && a.target && sending.length > 0) {
       const r = await c.query<RecordRow>(
@@ -528,15 +540,22 @@ export async function finishHourClose(database: Database, hourMs: number): Promi
 }
 
 /**
- * What an hour's close made, read back from the ledger, as computeGroup returned it: each record
- * not yet final with its remittances, and the remittances that went to no record. A retried close
- * starts their workflows again (idempotently).
+ * What closes made but whose workflows may not have started, read back from the ledger as
+ * computeGroup returned it: every record still Pending of an hour before `beforeHourMs` (a close
+ * retried past the next hour's close, or a sweep run ended mid-close), and, with `hourMs`, that
+ * hour's records and the remittances that went to no record (a retried close of that hour). Their
+ * workflows are started again, idempotently: a running one is left alone.
  */
-export async function groupsOfHour(database: Database, hourMs: number): Promise<GroupOutcome[]> {
-  const hour = new Date(hourMs);
-  const records = (await database.pool.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE remittance_hour = $1 AND status IN ('Pending', 'Sending')`, [hour])).rows;
+export async function unstartedGroups(database: Database, a: { beforeHourMs: number; hourMs?: number }): Promise<GroupOutcome[]> {
+  const hour = a.hourMs === undefined ? null : new Date(a.hourMs);
+  const records = (await database.pool.query<RecordRow>(
+    `SELECT ${RECORD_COLUMNS} FROM marketplace_records
+     WHERE status = 'Pending' AND remittance_hour < $1 OR remittance_hour = $2 AND status IN ('Pending', 'Sending')`,
+    [new Date(a.beforeHourMs), hour],
+  )).rows;
+  if (records.length === 0 && !hour) return [];
   const rows = (await database.pool.query<RemittanceRow>(
-    `SELECT ${ROW_COLUMNS} FROM ${ROW_FROM} WHERE r.remittance_hour = $1 AND (r.status IN ('Failed', 'WaitingForContract') AND r.record_id IS NULL OR r.record_id = ANY($2))`,
+    `SELECT ${ROW_COLUMNS} FROM ${ROW_FROM} WHERE r.record_id = ANY($2) OR r.remittance_hour = $1 AND r.status IN ('Failed', 'WaitingForContract') AND r.record_id IS NULL`,
     [hour, records.map((x) => x.id)],
   )).rows;
   const computed = (rs: RemittanceRow[]): ComputedRemittance[] =>

@@ -1,6 +1,6 @@
 // Serialization of a key's computations is enforced by PostgreSQL, not by Temporal running one
-// activity at a time: computeRemittance (db/ledger.ts) is called here directly, many times at once
-// for the same key, on many pool connections, with no workflow in between. Whatever the order the
+// activity at a time: computeGroup and recomputeRecord (db/ledger.ts) are called here directly,
+// many times at once for the same key, on many pool connections, with no workflow in between. Whatever the order the
 // database lets them through in, the billed total of a key and month must be ceil(MTD x bf)
 // exactly, and each (key, remittance hour) must have exactly one row.
 
@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { openDatabase, type Database } from '../../db/client';
 import { putContract } from '../../db/contracts';
-import { computeRemittance, markOutcome, type ComputeOutcome, type TimeSettings } from '../../db/ledger';
+import { computeGroup, markOutcome, recomputeRecord, type TimeSettings } from '../../db/ledger';
 import { storeTallies } from '../../db/tallies';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
 import { keyString, type RemittanceKey } from '../../domain/key';
@@ -66,24 +66,33 @@ async function store(key: RemittanceKey, hours: number[], milli: Map<number, num
   await storeTallies(database, hours.map((h) => ({ key, hourMs: h, value: (milli.get(h)! / 1000).toFixed(3) })));
 }
 
-function compute(key: RemittanceKey, hourMs: number, mode: 'initial' | 'retry' = 'initial'): Promise<ComputeOutcome> {
-  // nowMs as a workflow sees it: its window has closed, its acceptance deadline has not.
-  return computeRemittance(database, { key, remittanceHourMs: hourMs, mode, catalog, time, nowMs: hourMs + 1.5 * HOUR });
+/** The close of hour `hourMs` for this key alone (its own record: one customer per key here). Returns the rows it computed. */
+async function compute(key: RemittanceKey, hourMs: number): Promise<number> {
+  // nowMs as the sweep sees it: the hour's window has closed, its acceptance deadline has not.
+  const target = { customer: { marketplace: 'aws' as const, productCode: 'rosa-product', customerAwsAccountId: key.billingAccountId, licenseArn: null }, dimension: 'four_vcpu_hour' };
+  const out = await computeGroup(database, { keys: [key], hourMs, target, catalog, time, nowMs: hourMs + 1.5 * HOUR });
+  return out.computed.length;
+}
+
+/** An operator's retry of a failed record, in its own hour. */
+function retry(recordId: string, hourMs: number) {
+  return recomputeRecord(database, recordId, { catalog, time, nowMs: hourMs + 1.5 * HOUR });
 }
 
 interface Row {
   id: string;
+  recordId: string | null;
   hour: number;
   status: string;
   bill: number;
 }
 
 async function rowsOf(key: RemittanceKey): Promise<Row[]> {
-  const r = await database.pool.query<{ id: string; hour: Date; status: string; bill: number }>(
-    'SELECT id, remittance_hour AS hour, status, bill FROM remittances WHERE key = $1 ORDER BY remittance_hour',
+  const r = await database.pool.query<{ id: string; record_id: string | null; hour: Date; status: string; bill: number }>(
+    'SELECT id, record_id, remittance_hour AS hour, status, bill FROM remittances WHERE key = $1 ORDER BY remittance_hour',
     [keyString(key)],
   );
-  return r.rows.map((x) => ({ id: x.id, hour: x.hour.getTime(), status: x.status, bill: x.bill }));
+  return r.rows.map((x) => ({ id: x.id, recordId: x.record_id, hour: x.hour.getTime(), status: x.status, bill: x.bill }));
 }
 
 const COUNTS = (s: string) => !['Failed', 'Expired', 'Voided'].includes(s);
@@ -115,7 +124,7 @@ function shuffle<T>(xs: T[]): T[] {
   return xs;
 }
 
-describe('computeRemittance serialized by the database', () => {
+describe('computations of a key serialized by the database', () => {
   it('ten remittance hours of one key, each computed twice, all at once: one row per hour and ceil(MTD x bf) billed in total', async () => {
     const KEYS = 4;
     const HOURS = 10;
@@ -134,11 +143,10 @@ describe('computeRemittance serialized by the database', () => {
       assert.equal(rows.length, HOURS);
       assertOneRowPerHour(rows);
       assert.ok(rows.every((r) => r.status === 'Pending' || r.status === 'NothingDue'), JSON.stringify(rows));
-      // The same hour computed twice: both calls name the same row; one of them found it.
+      // The same hour closed twice: exactly one of the two computed the key's row.
       for (const h of hours) {
         const twins = outcomes.filter((o) => o.ki === ki && o.h === h);
-        assert.equal(new Set(twins.map((t) => t.out.remittanceId)).size, 1);
-        assert.deepEqual(twins.map((t) => t.out.existing).sort(), [false, true]);
+        assert.deepEqual(twins.map((t) => t.out).sort(), [0, 1]);
       }
       const mtd = [...milli[ki]!.values()].reduce((a, b) => a + b, 0);
       assert.equal(await billedTotal(key), owed(mtd), `key ${ki}: billed = ceil(${mtd / 1000} x 0.25)`);
@@ -158,9 +166,9 @@ describe('computeRemittance serialized by the database', () => {
 
     // The marketplace refused two of them for good and let one expire: those amounts no longer count.
     const [f1, f2, x1] = billedRows;
-    await markOutcome(database, f1!.id, { status: 'Failed', errorCode: 'marketplace_customer_not_subscribed', reason: 'test' });
-    if (f2) await markOutcome(database, f2.id, { status: 'Failed', errorCode: 'unknown', reason: 'test' });
-    if (x1) await markOutcome(database, x1.id, { status: 'Expired', errorCode: 'expired', reason: 'test' });
+    await markOutcome(database, f1!.recordId!, { status: 'Failed', errorCode: 'marketplace_customer_not_subscribed', reason: 'test' });
+    if (f2) await markOutcome(database, f2.recordId!, { status: 'Failed', errorCode: 'unknown', reason: 'test' });
+    if (x1) await markOutcome(database, x1.recordId!, { status: 'Expired', errorCode: 'expired', reason: 'test' });
 
     // More usage arrives, then everything at once: operator retries of the failed hours (twice
     // each), and the next hours' first computations (twice each).
@@ -169,7 +177,7 @@ describe('computeRemittance serialized by the database', () => {
     const failed = [f1!, ...(f2 ? [f2] : [])];
     await Promise.all(
       shuffle([
-        ...failed.flatMap((f) => [compute(key, f.hour, 'retry'), compute(key, f.hour, 'retry')]),
+        ...failed.flatMap((f) => [retry(f.recordId!, f.hour), retry(f.recordId!, f.hour)]),
         ...next.flatMap((h) => [compute(key, h), compute(key, h)]),
       ]),
     );

@@ -22,7 +22,7 @@ const execFileP = promisify(execFile);
 const quiet = () => undefined;
 
 const expectedTypes = Object.fromEntries(
-  Object.values(SA).map((k) => [k.name, k.type === SearchAttributeType.DATETIME ? 'INDEXED_VALUE_TYPE_DATETIME' : 'INDEXED_VALUE_TYPE_KEYWORD']),
+  Object.values(SA).map((k) => [k.name, { [SearchAttributeType.DATETIME]: 'INDEXED_VALUE_TYPE_DATETIME', [SearchAttributeType.KEYWORD_LIST]: 'INDEXED_VALUE_TYPE_KEYWORD_LIST' }[k.type as string] ?? 'INDEXED_VALUE_TYPE_KEYWORD']),
 );
 
 function portAnswers(port: number): Promise<boolean> {
@@ -65,7 +65,7 @@ void describe('Temporal dev server', () => {
       typedSearchAttributes: [
         { key: SA.Marketplace, value: 'aws' },
         { key: SA.RemittanceStatus, value: 'Failed' },
-        { key: SA.OrgId, value: workflowId },
+        { key: SA.OrgId, value: [workflowId, "another-org"] },
         { key: SA.RemittanceHour, value: new Date('2026-01-01T05:00:00Z') },
       ],
     });

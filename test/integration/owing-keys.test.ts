@@ -1,4 +1,4 @@
-// Found in review: an operator retry of an older failed hour (computeRemittance mode 'retry')
+// Found in review: an operator retry of an older failed hour (recomputeRecord)
 // advances remittance_keys.computed_seq to the key's change_seq although it only looks at usage up
 // to its own (older) hour. A later hour's failure that only the hourly sweep would re-bill is then
 // hidden from the sweep (findOwingKeys), and its amount is never billed unless new tallies arrive.
@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { openDatabase, type Database } from '../../db/client';
-import { computeRemittance, findOwingKeys, markOutcome, markScheduled, markSending, previewRemittance, type TimeSettings } from '../../db/ledger';
+import { computeGroup, findOwingKeys, loadContractsFor, markOutcome, markSending, previewRemittance, recomputeRecord, type TimeSettings } from '../../db/ledger';
 import { storeTallies } from '../../db/tallies';
 import { putContract } from '../../db/contracts';
-import { loadCatalog, type Catalog } from '../../domain/catalog';
+import { loadCatalog, lookupMetric, type Catalog } from '../../domain/catalog';
+import { recordTargetOf } from '../../domain/record';
 import { keyString, type RemittanceKey } from '../../domain/key';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 
@@ -33,8 +34,12 @@ after(async () => {
   await testDb?.drop();
 });
 
-const compute = (key: RemittanceKey, hourMs: number, mode: 'initial' | 'retry', nowMs: number) =>
-  computeRemittance(database, { key, remittanceHourMs: hourMs, mode, catalog, time, nowMs });
+/** The close of hour `hourMs` for this key alone: its remittance, and the record it went to. */
+async function compute(key: RemittanceKey, hourMs: number, nowMs: number) {
+  const t = recordTargetOf(key, lookupMetric(catalog, key.productTag, key.metric) ?? null, await loadContractsFor(database.pool, key), hourMs);
+  const out = await computeGroup(database, { keys: [key], hourMs, target: 'problem' in t ? null : t, catalog, time, nowMs });
+  return { ...out.computed[0]!, recordId: out.record?.id ?? '' };
+}
 
 async function sendAndFail(id: string) {
   await markSending(database, id);
@@ -47,33 +52,31 @@ it('a retry of an older failed hour does not hide a later failed hour from the s
 
   // Hour R: 3 vCPU-hours ingested (workflow R started), computed, sent, rejected.
   await storeTallies(database, [{ key, hourMs: R, value: '3' }]);
-  await markScheduled(database.pool, [k], R);
-  const r = await compute(key, R, 'initial', R + 1.2 * HOUR);
+  const r = await compute(key, R, R + 1.2 * HOUR);
   assert.equal(r.bill, 3);
-  await sendAndFail(r.remittanceId);
+  await sendAndFail(r.recordId);
 
   // Hour S0 (the key's last usage): bills its own 2 plus R's failed 3, and is rejected too.
   await storeTallies(database, [{ key, hourMs: S0, value: '2' }]);
-  await markScheduled(database.pool, [k], S0);
-  const s = await compute(key, S0, 'initial', S0 + 1.2 * HOUR);
+  const s = await compute(key, S0, S0 + 1.2 * HOUR);
   assert.equal(s.bill, 5);
-  await sendAndFail(s.remittanceId);
+  await sendAndFail(s.recordId);
 
-  const owingBefore = (await findOwingKeys(database, time, 100)).map(keyString);
+  const owingBefore = (await findOwingKeys(database, 100)).map(keyString);
   assert.ok(owingBefore.includes(k), 'control: the failed S0 makes the key owing for the sweep');
 
   // The operator retries hour R only (signal `retry` to R's waiting workflow, or the retry API
   // with a range covering R), inside R's deadline. R re-bills its own 3 and succeeds.
-  const rr = await compute(key, R, 'retry', S0 + 1.5 * HOUR);
-  assert.equal(rr.bill, 3);
-  await markSending(database, rr.remittanceId);
-  await markOutcome(database, rr.remittanceId, { status: 'Succeeded', receiptId: 'rcpt-1' });
+  const rr = await recomputeRecord(database, r.recordId, { catalog, time, nowMs: S0 + 1.5 * HOUR });
+  assert.equal(rr.quantity, 3);
+  await markSending(database, rr.id);
+  await markOutcome(database, rr.id, { status: 'Succeeded', receiptId: 'rcpt-1' });
 
   // 2 units (S0's own usage) are still owed...
   const p = await previewRemittance(database, { key, remittanceHourMs: S0 + 3 * HOUR, catalog, time, nowMs: S0 + 3 * HOUR });
   assert.equal(p.bill, 2, 'S0 usage is still owed');
   // ...and nothing but the sweep would ever bill them: the key must still be owing.
-  const owingAfter = (await findOwingKeys(database, time, 100)).map(keyString);
+  const owingAfter = (await findOwingKeys(database, 100)).map(keyString);
   assert.ok(owingAfter.includes(k), 'the key owes 2 units but the sweep no longer sees it: lost unless new tallies arrive');
 });
 
@@ -87,7 +90,7 @@ it('usage waiting for a contract for over a month is billed once the contract ar
   const key: RemittanceKey = { billingProvider: 'aws', billingAccountId: customer, orgId: `org-${randomUUID().slice(0, 8)}`, productTag: 'rosa', metric: 'Instance-hours', sla: 'Premium', usage: 'Production' };
   const jan = Date.UTC(2025, 0, 20, 5);
   await storeTallies(database, [{ key, hourMs: jan, value: '4' }]);
-  const w = await compute(key, jan, 'initial', jan + 1.2 * HOUR);
+  const w = await compute(key, jan, jan + 1.2 * HOUR);
   assert.equal(w.status, 'WaitingForContract');
   await putContract(database, {
     contractId: `c-${key.orgId}`, orgId: key.orgId, billingProvider: 'aws', billingAccountId: customer, productTag: 'rosa',
@@ -95,6 +98,6 @@ it('usage waiting for a contract for over a month is billed once the contract ar
     aws: { productCode: 'rosa-product', customerAwsAccountId: customer, licenseArn: null }, metrics: [],
   });
   const march = Date.UTC(2025, 2, 2, 5);
-  const m = await compute(key, march, 'initial', march + 1.2 * HOUR);
+  const m = await compute(key, march, march + 1.2 * HOUR);
   assert.equal(m.bill, 4, `January's 4 Instance-hours must be billed once the contract exists (got ${m.status} ${m.bill})`);
 });

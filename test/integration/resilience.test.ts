@@ -6,7 +6,6 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { remittanceWorkflowId } from '../../domain/key';
 import { eventually, startTestStack, type TestStack } from '../helpers/stack';
 
 const run = promisify(execFile);
@@ -64,8 +63,12 @@ describe('retryable failures shorter than the window', () => {
       assert.equal(r.status, 202);
     }
     // While it retries, the workflow itself says so: Sending, the attempt, the error code.
-    const key = { billingProvider: 'aws' as const, billingAccountId: throttled, orgId: orgA, productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs', sla: 'Premium', usage: 'Production' };
-    const handle = stack.client.workflow.getHandle(remittanceWorkflowId(key, hour));
+    // Its workflow is the record's, started when the hour's window closes; the API names it.
+    const [computed] = await eventually(async () => {
+      const all = await remittances(stack, orgA);
+      return all.length && all[0].workflowId ? all : undefined;
+    }, 20_000, 'the throttled remittance to be computed');
+    const handle = stack.client.workflow.getHandle(computed.workflowId);
     const retrying = await eventually(async () => {
       const v: any = await handle.query('state');
       return v.status === 'Sending' && v.errorCode === 'marketplace_rate_limit' && v.attempts >= 1 ? v : undefined;

@@ -17,7 +17,6 @@ import { createUsagePullActivities } from '../../activities/usage-pull';
 import { listPulls, planPulls } from '../../db/usage-pulls';
 import { startPrometheusEmulator, type PrometheusEmulator } from '../../emulators/prometheus';
 import { createLogger } from '../../lib/log';
-import { startRemittances } from '../../lib/remittance-client';
 import { createPrometheusSource, parseUsageQueries, type PrometheusSource } from '../../usage/prometheus';
 import { UsageReadError } from '../../usage/source';
 import { deleteUsagePullSchedule, ensureUsagePullSchedule, usagePullScheduleId } from '../../workers/usage-pull-schedule';
@@ -61,7 +60,6 @@ before(async () => {
       time: stack.time,
       source,
       log,
-      startRemittances: (keys, hourMs) => startRemittances({ client: stack.client, taskQueue: stack.taskQueue, time: stack.time, database: stack.database }, keys, hourMs),
     }),
   });
   running = worker.run();
@@ -324,7 +322,7 @@ describe('usage pull on the real stack', () => {
     assert.equal((await talliesOf(bad)).size, 0);
 
     // Reading again gives the same answer, so the back-fill leaves failed hours alone.
-    const activities = createUsagePullActivities({ database: stack.database, catalog: stack.catalog, time: stack.time, source, log: createLogger('t', 'silent'), startRemittances: async () => undefined });
+    const activities = createUsagePullActivities({ database: stack.database, catalog: stack.catalog, time: stack.time, source, log: createLogger('t', 'silent') });
     assert.deepEqual((await activities.planUsagePulls({ toMs: H - HOUR_MS, limit: 10 })).hours, []);
 
     // The data is fixed at the source; the operator re-pulls the hour.

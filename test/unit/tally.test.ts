@@ -193,24 +193,15 @@ void test('property: the batch means the same as its items applied one by one in
   );
 });
 
-void test('fast: 10,000 tallies validate in a few milliseconds', () => {
+// Speed is measured by `npm run bench` (the ingest benchmark), never asserted here.
+void test('a batch of 10,000 tallies validates whole: every tally kept, canonical metric ids', () => {
   const tallies = Array.from({ length: 10_000 }, (_, i) =>
     tally({ orgId: `org-${i}`, metric: i % 2 ? 'Cores' : 'instance_hours', hour: new Date(Date.parse('2026-03-14T00:00:00Z') + (i % 24) * HOUR).toISOString().replace('.000', ''), value: (i % 97) / 7 }),
   );
-  const body = { tallies };
-  validateTallyBatch(body, opts); // warm up the JIT
-  const runs: number[] = [];
-  for (let k = 0; k < 5; k++) {
-    const t0 = process.hrtime.bigint();
-    const r = validateTallyBatch(body, opts);
-    runs.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    assert.ok(r.ok);
-    assert.equal(r.tallies.length, 10_000);
-  }
-  const best = Math.min(...runs);
-  console.log(`validateTallyBatch 10k: best ${best.toFixed(2)} ms`);
-  // A generous bound for slow CI machines; typically well under 10 ms.
-  assert.ok(best < 50, `best of 5: ${best.toFixed(1)} ms`);
+  const r = validateTallyBatch({ tallies }, opts);
+  assert.ok(r.ok);
+  assert.equal(r.tallies.length, 10_000);
+  assert.deepEqual([...new Set(r.tallies.map((t) => t.key.metric))].sort(), ['Cores', 'Instance-hours']);
 });
 
 void test('refuses an hour before the previous month (no longer billable), accepts the first hour of the previous month', () => {
