@@ -261,6 +261,9 @@ export async function computeGroup(database: Database, a: ComputeSettings & { ke
         deferred.push(key);
         continue;
       }
+      // Usage stored during this hour's grace for the next hour is that hour's business: a key
+      // with nothing due through this hour but usage after it gets no row now (it stays owing).
+      if (decision.status === 'NothingDue' && (await c.query('SELECT 1 FROM tallies WHERE key = $1 AND hour > $2 LIMIT 1', [k, hour])).rowCount) continue;
       writes.push({ key, decision, periods: decision.periods });
     }
     // One record carries at most MAX_BILL units (AWS's limit, the column's type): keys beyond it
