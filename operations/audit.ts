@@ -129,10 +129,15 @@ export async function auditLedger(d: {
           violations.push({ invariant: 'nothing-lost', message: `succeeded record whose receipt ${r.receipt_id} the marketplace does not have`, recordId: r.id });
           continue;
         }
+        // What the ledger says was billed is what its remittances add up to (each key's bill); a
+        // record none of whose remittances is left is a marketplace record the ledger cannot explain.
+        const members = rows.filter((x) => x.record_id === r.id);
+        if (members.length === 0) continue;
         seen.add(rec.receiptId);
+        const quantity = members.reduce((sum, x) => sum + x.bill, 0);
         const hourMs = new Date(r.remittance_hour).getTime();
-        if (rec.quantity !== r.quantity || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
-          violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${r.quantity} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}`, recordId: r.id });
+        if (rec.quantity !== quantity || quantity !== r.quantity || rec.dimension !== r.dimension || rec.customer !== customerIdOf(r.customer) || rec.hourMs !== hourMs) {
+          violations.push({ invariant: 'nothing-twice', message: `ledger and marketplace disagree for receipt ${rec.receiptId}: ledger ${quantity} ${r.dimension} ${customerIdOf(r.customer)} @${new Date(hourMs).toISOString()}, marketplace ${rec.quantity} ${rec.dimension} ${rec.customer} @${new Date(rec.hourMs).toISOString()}; the ledger's record says ${r.quantity}`, recordId: r.id, ...(members.length === 1 ? { remittanceId: members[0]!.id, key: members[0]!.key } : {}) });
         }
       }
       // An unconfirmed send (its answer lost until its window closed) is what the marketplace

@@ -732,21 +732,25 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
   // (their answers were lost until the window closed): the audit names them; reset those hours.
   if (settled) {
     const pre = await stack.audit();
-    const missing = pre.violations.filter((v) => v.remittanceId && v.message.startsWith('unconfirmed remittance the marketplace does not have'));
+    const missing = pre.violations.filter((v) => v.recordId && v.message.startsWith('unconfirmed record the marketplace does not have'));
     for (const v of missing) {
-      const row = (await stack.database.pool.query('SELECT product_tag, metric, org_id, remittance_hour FROM remittances WHERE id = $1', [v.remittanceId])).rows[0];
-      const at = new Date(row.remittance_hour).getTime();
-      const body = { productTag: row.product_tag, metric: row.metric, start: new Date(at).toISOString(), end: new Date(at + 1).toISOString(), orgIds: [row.org_id], dryRun: true };
-      // Preview first, as the runbook says: reset only if exactly that remittance would change.
-      const preview = await stack.request('POST', '/v1/remittances/reset', body);
-      const ids = preview.status === 200 ? (preview.body.changes as Array<{ remittanceId: string }>).map((c) => c.remittanceId) : [];
-      if (ids.length !== 1 || ids[0] !== v.remittanceId) {
-        stats.operatorErrors.push(`reset of unconfirmed ${v.remittanceId} not done: the preview would change ${JSON.stringify(ids)}`);
-        continue;
+      // Every remittance of the record is reset, each by its org and metric, with a preview
+      // first, as the runbook says: only if the preview names remittances of that record.
+      const rows = (await stack.database.pool.query(`SELECT id, product_tag, metric, org_id, remittance_hour FROM remittances WHERE record_id = $1 AND status = 'Unconfirmed'`, [v.recordId])).rows;
+      const ofRecord = new Set(rows.map((x) => x.id as string));
+      for (const row of rows) {
+        const at = new Date(row.remittance_hour).getTime();
+        const body = { productTag: row.product_tag, metric: row.metric, start: new Date(at).toISOString(), end: new Date(at + 1).toISOString(), orgIds: [row.org_id], dryRun: true };
+        const preview = await stack.request('POST', '/v1/remittances/reset', body);
+        const ids = preview.status === 200 ? (preview.body.changes as Array<{ remittanceId: string }>).map((c) => c.remittanceId) : [];
+        if (ids.length === 0 || !ids.every((id) => ofRecord.has(id))) {
+          stats.operatorErrors.push(`reset of unconfirmed record ${v.recordId} not done: the preview would change ${JSON.stringify(ids)}`);
+          continue;
+        }
+        const res = await stack.request('POST', '/v1/remittances/reset', { ...body, dryRun: false });
+        if (res.status === 200) bump(stats.operator, 'reset-unconfirmed');
+        else stats.operatorErrors.push(`reset of unconfirmed ${row.id}: ${res.status}`);
       }
-      const res = await stack.request('POST', '/v1/remittances/reset', { ...body, dryRun: false });
-      if (res.status === 200) bump(stats.operator, 'reset-unconfirmed');
-      else stats.operatorErrors.push(`reset of unconfirmed ${v.remittanceId}: ${res.status}`);
     }
     if (missing.length > 0) {
       log(`reset ${missing.length} unconfirmed hour(s) the marketplace does not hold; waiting for them to be billed ...`);
@@ -802,7 +806,7 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
 
   // 4. Nothing hidden in Temporal: each remittance's status (and error code when failed or
   //    expired) in the search attributes of its workflow. Visibility is eventually consistent.
-  const ledger = (await stack.database.pool.query<{ id: string; key: string; status: string; error_code: string | null; workflow_id: string; bill: number; customer: { customerAwsAccountId?: string; resourceId?: string } | null }>(
+  const ledger = (await stack.database.pool.query<{ id: string; key: string; status: string; error_code: string | null; workflow_id: string | null; bill: number; customer: { customerAwsAccountId?: string; resourceId?: string } | null }>(
     'SELECT id, key, status, error_code, workflow_id, bill, customer FROM remittances ORDER BY remittance_hour',
   )).rows;
   let hidden: Violation[] = [];
@@ -815,6 +819,8 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
     }
     hidden = [];
     for (const row of ledger) {
+      // An hour with nothing to show (NothingDue, Gratis) has no workflow by design.
+      if (!row.workflow_id) continue;
       const wf = seen.get(row.workflow_id);
       if (!wf) hidden.push({ source: 'temporal', invariant: 'nothing-hidden', remittanceId: row.id, key: row.key, message: `remittance ${row.status} has no workflow ${row.workflow_id} in Temporal visibility` });
       // An API reset voids an hour after its workflow ended: the closed workflow keeps its final
@@ -901,8 +907,8 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
       histories: {} as Record<string, string[]>,
     };
     // What Temporal did for each remittance of the keys involved (bounded: 80 workflows).
-    for (const row of ledger.filter((x) => involved.has(x.key)).slice(-80)) {
-      evidence.histories[row.workflow_id] = await historyOf(stack, row.workflow_id).catch((err: Error) => [`(history unavailable: ${err.message})`]);
+    for (const row of ledger.filter((x) => involved.has(x.key) && x.workflow_id).slice(-80)) {
+      evidence.histories[row.workflow_id!] = await historyOf(stack, row.workflow_id!).catch((err: Error) => [`(history unavailable: ${err.message})`]);
     }
     const dir = path.join(REPO_ROOT, '.remit');
     fs.mkdirSync(dir, { recursive: true });

@@ -12,9 +12,9 @@ import { eventually, startTestStack, type TestStack } from '../helpers/stack';
 import { newCustomer } from '../helpers/aws';
 import { monthOf, monthStartMs } from '../../domain/time';
 
-const HOUR_MS = 3000;
+const HOUR_MS = 4000;
 const GRACE_HOURS = 0.25;
-/** A remittance of hour R is computed at R + 1.25 h and sent right after. */
+/** A remittance of hour R is computed when R's window closes (R + 1.25 h) and sent right after. */
 const SETTLE_MS = 30_000;
 const PRODUCT_CODE = 'rosa-product';
 
@@ -56,7 +56,7 @@ function tally(s: Story, over: { productTag?: string; metric?: string; hour: num
 async function postTallies(tallies: unknown[]) {
   const r = await stack.request('POST', '/v1/tallies', { tallies }, stack.tokens.ingest);
   assert.equal(r.status, 202, JSON.stringify(r.body));
-  return r.body as { accepted: number; keys: number; remittancesStarted: number };
+  return r.body as { accepted: number; keys: number; windowClosesAt: string };
 }
 
 async function putContract(s: Story, contractId: string, c: { productTag?: string; startDate: string; licenseId?: string | null; licenseArn?: string | null; metrics?: Array<{ dimension: string; value: number }> }) {
@@ -72,7 +72,7 @@ async function putContract(s: Story, contractId: string, c: { productTag?: strin
     metrics: c.metrics ?? [],
   });
   assert.ok(r.status === 200 || r.status === 201, JSON.stringify(r.body));
-  return r.body as { keysAffected: number; remittancesStarted: number };
+  return r.body as { keysAffected: number; windowClosesAt?: string };
 }
 
 type Item = Record<string, any>;
@@ -112,15 +112,18 @@ function assertOnePerHour(customer: string) {
 }
 
 /**
- * The start of an hour with at least `minLeftMs` of it still ahead, so that several requests
- * meant for one remittance hour all land in it.
+ * An hour past the previous hour's window close (its grace) with at least `minLeftMs` of it
+ * still ahead, so that several requests meant for one remittance hour all land in it, and none
+ * in the grace of the hour before (usage stored then is computed when that hour closes).
  */
-async function freshHour(minLeftMs = HOUR_MS * 0.6): Promise<number> {
-  const hour = stack.currentHourMs();
-  const left = hour + HOUR_MS - Date.now();
-  if (left >= minLeftMs) return hour;
-  await sleep(left + 20);
-  return stack.currentHourMs();
+async function freshHour(minLeftMs = HOUR_MS * 0.4): Promise<number> {
+  const pastGrace = HOUR_MS * GRACE_HOURS + 300;
+  for (;;) {
+    const hour = stack.currentHourMs();
+    const into = Date.now() - hour;
+    if (into >= pastGrace && HOUR_MS - into >= minLeftMs) return hour;
+    await sleep(into < pastGrace ? pastGrace - into : HOUR_MS - into + 20);
+  }
 }
 
 /** The tallies of one remittance hour really arrived in that hour (otherwise the story is void). */
@@ -162,13 +165,13 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     const s = story();
     await putContract(s, `c-${s.orgId}`, { startDate: '2020-01-01T00:00:00Z' });
     const hour = await freshHour();
-    const starts: number[] = [];
+    const closes: string[] = [];
     // The usage source catches up hour by hour: MTD after each batch is 10, 16, 23.
-    starts.push((await postTallies([tally(s, { hour: hour - 2 * HOUR_MS, value: 10 })])).remittancesStarted);
-    starts.push((await postTallies([tally(s, { hour: hour - HOUR_MS, value: 6 })])).remittancesStarted);
-    starts.push((await postTallies([tally(s, { hour, value: 7 })])).remittancesStarted);
+    closes.push((await postTallies([tally(s, { hour: hour - 2 * HOUR_MS, value: 10 })])).windowClosesAt);
+    closes.push((await postTallies([tally(s, { hour: hour - HOUR_MS, value: 6 })])).windowClosesAt);
+    closes.push((await postTallies([tally(s, { hour, value: 7 })])).windowClosesAt);
     assertStillIn(hour);
-    assert.deepEqual(starts, [1, 0, 0], 'one workflow for the key and hour, started by the first batch');
+    assert.deepEqual(closes, Array(3).fill(iso(hour + HOUR_MS * (1 + GRACE_HOURS))), 'all three are computed when this hour closes');
 
     const [r] = await settled(s.orgId, 1);
     assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
@@ -197,11 +200,11 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
       return false;
     }, 15_000, 'WaitingForContract in Temporal visibility');
 
-    // The contract covers 1 of the 4 units; the PUT itself starts the current hour's remittance.
+    // The contract covers 1 of the 4 units; the PUT marks the key owing for this hour's close.
     const contractHour = await freshHour();
     const put = await putContract(s, `c-${s.orgId}`, { startDate: iso(monthStart()), metrics: [{ dimension: 'four_vcpu_hour', value: 1 }] });
     assert.equal(put.keysAffected, 1);
-    assert.equal(put.remittancesStarted, 1);
+    assert.equal(put.windowClosesAt, iso(contractHour + HOUR_MS * (1 + GRACE_HOURS)));
     assertStillIn(contractHour);
 
     const [, billed] = await settled(s.orgId, 2);

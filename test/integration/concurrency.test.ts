@@ -140,13 +140,16 @@ describe('computations of a key serialized by the database', () => {
 
     for (const [ki, key] of keys.entries()) {
       const rows = await rowsOf(key);
-      assert.equal(rows.length, HOURS);
+      // An hour closed after later usage was stored, with nothing due through it, leaves no row
+      // (the key still owes; a later close bills it). Every other hour has exactly one.
+      assert.ok(rows.length >= 1 && rows.length <= HOURS, `${rows.length} rows`);
+      assert.ok(rows.some((r) => r.hour === hours[HOURS - 1]), 'the last hour, with no usage after it, always has its row');
       assertOneRowPerHour(rows);
       assert.ok(rows.every((r) => r.status === 'Pending' || r.status === 'NothingDue'), JSON.stringify(rows));
-      // The same hour closed twice: exactly one of the two computed the key's row.
+      // The same hour closed twice: at most one of the two computed the key's row, and it is the row.
       for (const h of hours) {
         const twins = outcomes.filter((o) => o.ki === ki && o.h === h);
-        assert.deepEqual(twins.map((t) => t.out).sort(), [0, 1]);
+        assert.equal(twins.reduce((n, t) => n + t.out, 0), rows.filter((r) => r.hour === h).length);
       }
       const mtd = [...milli[ki]!.values()].reduce((a, b) => a + b, 0);
       assert.equal(await billedTotal(key), owed(mtd), `key ${ki}: billed = ceil(${mtd / 1000} x 0.25)`);
@@ -183,7 +186,7 @@ describe('computations of a key serialized by the database', () => {
     );
 
     const rows = await rowsOf(key);
-    assert.equal(rows.length, first.length + next.length);
+    assert.ok(rows.length <= first.length + next.length);
     assertOneRowPerHour(rows);
     if (x1) assert.equal(rows.find((r) => r.id === x1.id)?.status, 'Expired', 'an expired hour is never recomputed in place');
     const mtd = [...milli.values()].reduce((a, b) => a + b, 0);

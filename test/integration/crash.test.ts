@@ -120,7 +120,7 @@ async function post(orgId: string, account: string, value: number) {
 }
 
 async function rows(orgId: string) {
-  return (await database.pool.query('SELECT id, status, bill, attempts, receipt_id AS "receiptId", reason FROM remittances WHERE org_id = $1', [orgId])).rows;
+  return (await database.pool.query('SELECT r.id, r.status, r.bill, m.attempts, r.receipt_id AS "receiptId", r.reason FROM remittances r JOIN marketplace_records m ON m.id = r.record_id WHERE r.org_id = $1', [orgId])).rows;
 }
 
 async function expectOneRecord(orgId: string, account: string, value: number) {

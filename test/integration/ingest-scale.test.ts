@@ -96,7 +96,7 @@ async function remittanceTotals(orgId: string) {
 /** Statuses, error codes and a sample reason, for failure messages. */
 async function statusReport(orgId: string): Promise<string> {
   const r = await stack.database.pool.query(
-    `SELECT status, error_code AS "errorCode", COUNT(*)::int AS n, MIN(COALESCE(last_error, reason)) AS sample
+    `SELECT status, error_code AS "errorCode", COUNT(*)::int AS n, MIN(reason) AS sample
      FROM remittances WHERE org_id = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
     [orgId],
   );
