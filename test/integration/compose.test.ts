@@ -50,7 +50,8 @@ function variablesTheCodeReads(): Set<string> {
 async function ensureComposeCheck(): Promise<string> {
   const sources = ['main.go', 'go.mod', 'go.sum'].map((f) => fs.statSync(path.join(TOOL_SRC, f)).mtimeMs);
   if (fs.existsSync(TOOL) && fs.statSync(TOOL).mtimeMs > Math.max(...sources)) return TOOL;
-  const go = which('go', process.env.PATH);
+  // Where the official Go distribution installs, for a shell whose PATH lacks it.
+  const go = which('go', process.env.PATH) ?? (fs.existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : null);
   assert.ok(go, 'the Go toolchain builds tools/compose-check (compose-go, the Compose loader): install Go (https://go.dev/doc/install) or put it on PATH');
   const r = await run(go, ['build', '-buildvcs=false', '-o', TOOL, '.'], { cwd: TOOL_SRC, timeoutMs: 9 * 60_000 });
   assert.equal(r.code, 0, `go build of tools/compose-check failed:\n${r.stdout}${r.stderr}`);
