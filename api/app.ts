@@ -39,7 +39,7 @@ export interface ApiDeps {
   bodyLimitBytes?: number;
 }
 
-/** Who a request is: the role of the token it presented. The audit trail records this, not a header. */
+/** What a token may do. The audit trail names the token that acted (credentials below), never a header. */
 type Role = 'ingest' | 'contracts' | 'operator';
 
 class HttpError extends Error {
@@ -111,7 +111,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (status >= 500) {
       // The detail (a database error, a stack) goes to the log, never to the client.
       deps.log.error({ err, url: req.url }, 'request failed');
-      message = 'internal error; nothing may have been changed, see the service log';
+      message = 'internal error; the cause is in the service log';
       err.details = undefined;
     }
     void reply.status(status).send({ error: message, ...(err.details ? { errors: err.details } : {}) });
