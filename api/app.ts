@@ -16,7 +16,7 @@ import { validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
-import { parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps } from '../operations';
+import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps, type OperationLimits } from '../operations';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
 import { openApiDocument } from './openapi';
 
@@ -25,19 +25,31 @@ export interface ApiDeps {
   catalog: Catalog;
   time: TimeSettings;
   temporal?: { client: Client; taskQueue: string };
-  tokens: { ingest: string; operator: string };
+  /**
+   * Bearer tokens by role. `contracts` (REMIT_CONTRACTS_TOKEN) may change contracts; unset, the
+   * ingest token does. `metrics` (REMIT_METRICS_TOKEN): when set, GET /metrics requires it.
+   */
+  tokens: { ingest: string; operator: string; contracts?: string; metrics?: string };
+  /** Bounds of one reset / recalculate / retry request unless it says `force: true`. */
+  operationLimits?: OperationLimits;
   log: Logger;
   metrics?: Metrics;
   now?: () => number;
   bodyLimitBytes?: number;
 }
 
-type Role = 'ingest' | 'operator';
+/** What a token may do. The audit trail names the token that acted (credentials below), never a header. */
+type Role = 'ingest' | 'contracts' | 'operator';
 
 class HttpError extends Error {
   constructor(readonly statusCode: number, message: string, readonly details?: unknown) {
     super(message);
   }
+}
+
+function bearerToken(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  return typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : undefined;
 }
 
 function tokenMatches(given: string, expected: string): boolean {
@@ -54,13 +66,32 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   const opDeps: OperationDeps = { database: deps.database, catalog: deps.catalog, time: deps.time, temporal: deps.temporal, now };
 
-  const authorize = (roles: Role[]) => async (req: FastifyRequest) => {
-    const h = req.headers.authorization;
-    const token = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : undefined;
-    const ok = token !== undefined && roles.some((r) => tokenMatches(token, r === 'ingest' ? deps.tokens.ingest : deps.tokens.operator));
-    if (!ok) throw new HttpError(401, token === undefined ? 'missing bearer token' : 'invalid bearer token');
+  const limits = deps.operationLimits ?? DEFAULT_OPERATION_LIMITS;
+  // Each credential and the roles it holds. Without a token of its own, the contracts role is
+  // the ingest token's.
+  const credentials: Array<{ name: string; token: string; roles: Role[] }> = [
+    { name: 'operator-token', token: deps.tokens.operator, roles: ['operator'] },
+    { name: 'ingest-token', token: deps.tokens.ingest, roles: deps.tokens.contracts ? ['ingest'] : ['ingest', 'contracts'] },
+    ...(deps.tokens.contracts ? [{ name: 'contracts-token', token: deps.tokens.contracts, roles: ['contracts'] as Role[] }] : []),
+  ];
+  const credentialOf = new WeakMap<FastifyRequest, string>();
+  // An onRequest hook: it runs before the body is read, so a request without a valid token is
+  // refused with 401 whatever it carries (a malformed or oversized body is never parsed).
+  const authorize = (allowed: Role[]) => async (req: FastifyRequest) => {
+    const token = bearerToken(req);
+    const c = token === undefined ? undefined : credentials.find((x) => x.roles.some((r) => allowed.includes(r)) && tokenMatches(token, x.token));
+    if (!c) throw new HttpError(401, token === undefined ? 'missing bearer token' : 'invalid bearer token');
+    credentialOf.set(req, c.name);
   };
-  const actorOf = (req: FastifyRequest) => (typeof req.headers['x-remit-actor'] === 'string' ? req.headers['x-remit-actor'] : 'operator');
+  /**
+   * The audit trail's actor is the credential that was presented (`operator-token`, ...). The
+   * x-remit-actor header is kept only as what the client says about itself (`claimedBy`).
+   */
+  const actorOf = (req: FastifyRequest) => credentialOf.get(req) ?? 'unknown';
+  const claimedBy = (req: FastifyRequest) => {
+    const h = req.headers['x-remit-actor'];
+    return typeof h === 'string' && h !== '' ? h.slice(0, 200) : undefined;
+  };
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; details?: unknown }, req, reply) => {
     let status = err.statusCode ?? 500;
@@ -71,7 +102,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       status = 400;
       message = `malformed JSON: ${err.message}`;
     }
-    if (status >= 500) deps.log.error({ err, url: req.url }, 'request failed');
+    if (status >= 500) {
+      // The detail (a database error, a stack) goes to the log, never to the client.
+      deps.log.error({ err, url: req.url }, 'request failed');
+      message = 'internal error; the cause is in the service log';
+      err.details = undefined;
+    }
     void reply.status(status).send({ error: message, ...(err.details ? { errors: err.details } : {}) });
   });
   app.addHook('onResponse', async (req, reply) => {
@@ -79,32 +115,36 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+  // Unauthenticated: a failing check says 'unavailable'; its error (hosts, users, versions) goes to the log.
   app.get('/readyz', async (_req, reply) => {
     const checks: Record<string, string> = {};
     try {
       await deps.database.pool.query('SELECT 1');
       checks.database = 'ok';
-    } catch (e) {
-      checks.database = (e as Error).message;
+    } catch (err) {
+      deps.log.warn({ err }, 'readiness: the database is unavailable');
+      checks.database = 'unavailable';
     }
     if (deps.temporal) {
       try {
         await deps.temporal.client.connection.workflowService.getSystemInfo({});
         checks.temporal = 'ok';
-      } catch (e) {
-        checks.temporal = (e as Error).message;
+      } catch (err) {
+        deps.log.warn({ err }, 'readiness: Temporal is unavailable');
+        checks.temporal = 'unavailable';
       }
     } else checks.temporal = 'not configured';
     const ready = Object.values(checks).every((v) => v === 'ok');
     return reply.status(ready ? 200 : 503).send({ ready, checks });
   });
   app.get('/openapi.json', async () => openApiDocument());
-  app.get('/metrics', async (_req, reply) => {
+  const metricsAuth = deps.tokens.metrics ? { onRequest: metricsToken(deps.tokens.metrics) } : {};
+  app.get('/metrics', metricsAuth, async (_req, reply) => {
     await metrics.collectFromDatabase(deps.database);
     return reply.type('text/plain; version=0.0.4').send(metrics.render());
   });
 
-  app.post('/v1/tallies', { preHandler: authorize(['ingest']) }, async (req, reply) => {
+  app.post('/v1/tallies', { onRequest: authorize(['ingest']) }, async (req, reply) => {
     const nowMs = now();
     const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs });
     if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
@@ -118,20 +158,21 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   /** When the window of the remittance hour containing `ms` closes: its usage is computed then. */
   const windowCloseOf = (ms: number) => hourStart(ms, deps.time.hourMs) + Math.round(deps.time.hourMs * (1 + deps.time.graceHours));
 
-  app.put<{ Params: { contractId: string } }>('/v1/contracts/:contractId', { preHandler: authorize(['ingest', 'operator']) }, async (req, reply) => {
+  app.put<{ Params: { contractId: string } }>('/v1/contracts/:contractId', { onRequest: authorize(['contracts', 'operator']) }, async (req, reply) => {
     const v = parseContract(req.params.contractId, req.body, { catalog: deps.catalog });
     if (!v.ok) throw new HttpError(400, 'invalid contract; nothing was stored', v.errors);
-    const r = await putContract(deps.database, v.contract);
+    const r = await putContract(deps.database, v.contract, { actor: actorOf(req), claimedBy: claimedBy(req) });
     // Keys it can change are marked owing in the same transaction: the next hour's close bills them.
     return reply.status(r.created ? 201 : 200).send({ contract: v.contract, created: r.created, changed: r.changed, keysAffected: r.keys.length, ...(r.changed ? { windowClosesAt: new Date(windowCloseOf(now())).toISOString() } : {}) });
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/contracts', { preHandler: authorize(['ingest', 'operator']) }, async (req) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/contracts', { onRequest: authorize(['ingest', 'contracts', 'operator']) }, async (req) => {
     const q = req.query;
+    checkQuery(q);
     return listContracts(deps.database, { orgId: q.orgId, billingAccountId: q.billingAccountId, cursor: q.cursor, limit: limitOf(q.limit) });
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/remittances', { preHandler: authorize(['operator']) }, async (req) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/remittances', { onRequest: authorize(['operator']) }, async (req) => {
     const page = await listRemittances(deps.database, filterFromQuery(req.query), { cursor: req.query.cursor, limit: limitOf(req.query.limit) }).catch((e: Error) => {
       if (e.message === 'invalid cursor') throw new HttpError(400, 'invalid cursor');
       throw e;
@@ -139,7 +180,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return { items: page.items.map(present), nextCursor: page.nextCursor };
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/remittances/summary', { preHandler: authorize(['operator']) }, async (req) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/remittances/summary', { onRequest: authorize(['operator']) }, async (req) => {
     checkQuery(req.query);
     const groupBy = (req.query.groupBy ?? '').split(',').filter(Boolean);
     for (const g of groupBy) if (!(GROUP_BY as readonly string[]).includes(g)) throw new HttpError(400, `groupBy must be a comma-separated list of ${GROUP_BY.join(', ')}`);
@@ -151,15 +192,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     ['/v1/remittances/recalculate', recalculateRemittances, false],
     ['/v1/remittances/retry', retryRemittances, true],
   ] as const) {
-    app.post(path, { preHandler: authorize(['operator']) }, async (req) => {
-      const p = parseOperationRequest(req.body, actorOf(req), { withStatus });
+    app.post(path, { onRequest: authorize(['operator']) }, async (req) => {
+      const p = parseOperationRequest(req.body, actorOf(req), { withStatus, limits, hourMs: deps.time.hourMs, claimedBy: claimedBy(req) });
       if (!p.ok) throw new HttpError(400, 'invalid request; nothing was changed', p.errors);
       if (!deps.catalog.products.get(p.value.productTag)) throw new HttpError(400, `unknown productTag ${JSON.stringify(p.value.productTag)}`);
       return run(opDeps, p.value);
     });
   }
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/audit', { preHandler: authorize(['operator']) }, async (req) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/audit', { onRequest: authorize(['operator']) }, async (req) => {
     const limit = limitOf(req.query.limit);
     const before = req.query.cursor ? Number(req.query.cursor) : Number.MAX_SAFE_INTEGER;
     if (!Number.isSafeInteger(before)) throw new HttpError(400, 'invalid cursor');
@@ -172,6 +213,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   return app;
+}
+
+/** GET /metrics with REMIT_METRICS_TOKEN set: that token only (Prometheus' `authorization` scrape setting). */
+function metricsToken(expected: string) {
+  return async (req: FastifyRequest) => {
+    const token = bearerToken(req);
+    if (token === undefined || !tokenMatches(token, expected)) throw new HttpError(401, token === undefined ? 'missing bearer token' : 'invalid bearer token');
+  };
 }
 
 function limitOf(raw: string | undefined): number {

@@ -15,6 +15,8 @@ async function main() {
   if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required for the API (the local stack sets it)');
   if (!cfg.ingestToken || !cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN are required');
   if (cfg.ingestToken === cfg.operatorToken) throw new Error('REMIT_INGEST_TOKEN and REMIT_OPERATOR_TOKEN must differ');
+  if (cfg.contractsToken === cfg.operatorToken) throw new Error('REMIT_CONTRACTS_TOKEN and REMIT_OPERATOR_TOKEN must differ');
+  if (cfg.metricsToken && [cfg.ingestToken, cfg.operatorToken, cfg.contractsToken].includes(cfg.metricsToken)) throw new Error('REMIT_METRICS_TOKEN must differ from the other tokens: whoever scrapes metrics must not be able to change anything');
   const databaseUrl = cfg.databaseUrl;
   await untilReady('the database', () => migrate(databaseUrl), log);
   const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-api', max: 20 });
@@ -25,7 +27,8 @@ async function main() {
     catalog: loadCatalog(cfg.catalogPath),
     time: timeSettings(cfg.time),
     temporal: { client, taskQueue: cfg.taskQueue },
-    tokens: { ingest: cfg.ingestToken, operator: cfg.operatorToken },
+    tokens: { ingest: cfg.ingestToken, operator: cfg.operatorToken, contracts: cfg.contractsToken, metrics: cfg.metricsToken },
+    operationLimits: { maxHours: cfg.operationMaxHours, maxIds: cfg.operationMaxIds },
     log,
   });
   const address = await app.listen({ port: cfg.apiPort, host: cfg.apiHost });

@@ -17,8 +17,9 @@ const operationBody = {
     orgIds: { type: 'array', items: { type: 'string' } },
     billingAccountIds: { type: 'array', items: { type: 'string' } },
     dryRun: { type: 'boolean', default: false },
+    force: { type: 'boolean', default: false, description: 'allow more than REMIT_OPERATION_MAX_HOURS remittance hours (default 168) or REMIT_OPERATION_MAX_IDS ids (default 100) in one request' },
   },
-  description: 'Exactly one of orgIds and billingAccountIds. Remittance hours in [start, end).',
+  description: 'Exactly one of orgIds and billingAccountIds. Remittance hours in [start, end). Bounded per request unless force is true (dry runs too). Audited under the token that made it; an x-remit-actor header is recorded as claimedBy, a note.',
 };
 const operationResult = {
   type: 'object',
@@ -38,13 +39,13 @@ const page = [
 const responses = (ok: Record<string, unknown>, code = '200') => ({
   [code]: { description: 'OK', content: { 'application/json': { schema: ok } } },
   400: { description: 'Bad input; nothing changed', content: { 'application/json': { schema: error } } },
-  401: { description: 'Missing or wrong bearer token; nothing done', content: { 'application/json': { schema: error } } },
+  401: { description: 'Missing or wrong bearer token; nothing done (checked before the body is read)', content: { 'application/json': { schema: error } } },
 });
 
 export function openApiDocument() {
   return {
     openapi: '3.1.0',
-    info: { title: 'remit', version: '0.1.0', description: 'Hourly metered-usage remittance to cloud marketplaces. Ingestion endpoints take REMIT_INGEST_TOKEN, operator endpoints REMIT_OPERATOR_TOKEN.' },
+    info: { title: 'remit', version: '0.1.0', description: 'Hourly metered-usage remittance to cloud marketplaces. Ingestion endpoints take REMIT_INGEST_TOKEN, contract changes REMIT_CONTRACTS_TOKEN (else the ingest token) or the operator token, operator endpoints REMIT_OPERATOR_TOKEN, and /metrics REMIT_METRICS_TOKEN when it is set.' },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     paths: {
       '/v1/tallies': {
@@ -76,7 +77,7 @@ export function openApiDocument() {
       },
       '/v1/contracts/{contractId}': {
         put: {
-          summary: 'Create or replace a contract; usage waiting for it is billed',
+          summary: 'Create or replace a contract; usage waiting for it is billed. A change is in the audit trail (action put-contract) under the token that made it',
           security: bearer,
           parameters: [{ name: 'contractId', in: 'path', required: true, schema: { type: 'string' } }],
           requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['orgId', 'billingProvider', 'billingAccountId', 'productTag', 'startDate'] } } } },
@@ -105,8 +106,8 @@ export function openApiDocument() {
       '/v1/remittances/retry': { post: { summary: 'Retry failed remittances now (dry run previews)', security: bearer, requestBody: { content: { 'application/json': { schema: { ...operationBody, properties: { ...operationBody.properties, status: { type: 'array', items: { enum: ['Failed', 'Expired'] } } } } } } }, responses: responses(operationResult) } },
       '/v1/audit': { get: { summary: 'Operator actions: who, when, what, result', security: bearer, parameters: page, responses: responses({ type: 'object' }) } },
       '/healthz': { get: { summary: 'Liveness', responses: { 200: { description: 'alive' } } } },
-      '/readyz': { get: { summary: 'Readiness: database and Temporal', responses: { 200: { description: 'ready' }, 503: { description: 'not ready' } } } },
-      '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text/plain' } } } },
+      '/readyz': { get: { summary: 'Readiness: database and Temporal, each ok or unavailable (the cause is in the service log)', responses: { 200: { description: 'ready' }, 503: { description: 'not ready' } } } },
+      '/metrics': { get: { summary: 'Prometheus metrics; with REMIT_METRICS_TOKEN set, that bearer token is required', security: [{}, ...bearer], responses: { 200: { description: 'text/plain' }, 401: { description: 'REMIT_METRICS_TOKEN is set and was not given' } } } },
     },
   };
 }

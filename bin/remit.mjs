@@ -1,16 +1,13 @@
 #!/usr/bin/env node
-// `remit`, the operator CLI (package bin): runs cli/remit.ts through tsx,
-//   node --import <this package's tsx> cli/remit.ts [args...]
-// from any working directory (the CLI looks for .remit/local-stack.json there), forwarding the
-// arguments, stdio, signals and exit code. tsx is resolved from this package's own
-// node_modules, so `npx remit` and `./bin/remit.mjs` work wherever they are run from.
+// `remit`, the operator CLI (package bin): runs cli/remit.ts in this very process, with tsx's
+// loaders registered from this package's own node_modules, so `npx remit` and `./bin/remit.mjs`
+// work wherever they are run from (the CLI looks for .remit/local-stack.json in the working
+// directory). No child process: a token given as a flag is never copied onto another process's
+// command line.
 
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const entry = path.join(root, 'cli', 'remit.ts');
@@ -20,44 +17,20 @@ function fail(message) {
   process.exit(1);
 }
 
-/** tsx's ESM loader as a file URL, resolved from this file (not from the working directory). */
-function tsxLoader() {
-  try {
-    if (typeof import.meta.resolve === 'function') return import.meta.resolve('tsx');
-  } catch {
-    // fall through: resolve through package.json below
-  }
-  const require = createRequire(import.meta.url);
-  const pkgFile = require.resolve('tsx/package.json');
-  const dot = JSON.parse(fs.readFileSync(pkgFile, 'utf8')).exports?.['.'];
-  const rel = typeof dot === 'string' ? dot : (dot?.import?.default ?? dot?.import ?? dot?.default);
-  if (typeof rel !== 'string') throw new Error(`cannot find the loader in ${pkgFile}`);
-  return pathToFileURL(path.join(path.dirname(pkgFile), rel)).href;
-}
-
-let loader;
+let cli;
 try {
-  loader = tsxLoader();
-} catch (err) {
-  fail(`cannot find tsx (${err.message}): run \`npm install\` in ${root}`);
-}
-
-const child = spawn(process.execPath, ['--import', loader, entry, ...process.argv.slice(2)], { stdio: 'inherit' });
-
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-  });
-}
-
-child.on('error', (err) => fail(`could not start ${entry}: ${err.message}`));
-child.on('exit', (code, signal) => {
-  if (signal) {
-    // Die the same way, so that a shell or a script sees the real cause.
-    process.removeAllListeners(signal);
-    process.kill(process.pid, signal);
-    setTimeout(() => process.exit(128 + (os.constants.signals[signal] ?? 0)), 100).unref();
-    return;
+  // Both loaders: cli/remit.ts is CommonJS, and it imports some packages dynamically.
+  (await import('tsx/cjs/api')).register();
+  const esm = await import('tsx/esm/api');
+  if (typeof esm.register === 'function') {
+    try {
+      esm.register();
+    } catch {
+      // Node without module.register (< 20.6): the CommonJS loader is enough for the CLI.
+    }
   }
-  process.exit(code ?? 1);
-});
+  cli = createRequire(import.meta.url)(entry);
+} catch (err) {
+  fail(`cannot load ${entry} (${err.message}): run \`npm install\` in ${root}`);
+}
+cli.runAsProcess(process.argv.slice(2));

@@ -39,7 +39,7 @@ export interface Io {
 
 export const HELP_OPTION: OptionSpecs = { help: { type: 'boolean', short: 'h' } };
 export const JSON_OPTION: OptionSpecs = { json: { type: 'boolean' } };
-export const API_OPTIONS: OptionSpecs = { api: { type: 'string' }, token: { type: 'string' }, stack: { type: 'string' } };
+export const API_OPTIONS: OptionSpecs = { api: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, stack: { type: 'string' } };
 
 export function parse(cmd: Command, argv: string[]): { values: Values; positionals: string[] } {
   try {

@@ -20,9 +20,11 @@ The remit operator CLI: what was remitted and what not, operator actions, audits
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
 
-Every command takes --help and --json; those that change anything take --dry-run.
-Where the stack is: flags (--api, --token, --database, --temporal-address), else the environment
-(REMIT_API_URL, REMIT_OPERATOR_TOKEN, DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE), else
+Every command takes --help and --json; those that change anything change nothing without --yes
+(they show the dry run and stop; --dry-run does only that).
+Where the stack is: flags (--api, --token-file, --database, --temporal-address), else the environment
+(REMIT_API_URL, REMIT_OPERATOR_TOKEN_FILE or REMIT_OPERATOR_TOKEN, DATABASE_URL, TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE), else
 .remit/local-stack.json written by the local stack (npm start), in the current directory or the
 repository root. --stack FILE (or REMIT_STACK_FILE) names another file; REMIT_STACK_FILE=none
 ignores it.
@@ -81,7 +83,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-if (require.main === module) {
+/** Run as the `remit` process: real stdio, exit code. bin/remit.mjs calls it in its own process. */
+export function runAsProcess(argv: string[]): void {
   const io: Io = {
     out: (l = '') => process.stdout.write(`${l}\n`),
     err: (l = '') => process.stderr.write(`${l}\n`),
@@ -90,8 +93,10 @@ if (require.main === module) {
   };
   // Exit as soon as the output is flushed: idle keep-alive sockets must not hold the process.
   const exit = (code: number) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
-  main(process.argv.slice(2), io).then(exit, (err: unknown) => {
+  main(argv, io).then(exit, (err: unknown) => {
     process.stderr.write(`remit: ${String((err as Error)?.stack ?? err)}\n`);
     exit(1);
   });
 }
+
+if (require.main === module) runAsProcess(process.argv.slice(2));

@@ -80,7 +80,23 @@ function sourceOf(flag: unknown, envName: string, io: Io, stack: LocalStack | un
   return stack ? stack.file : 'the default';
 }
 
-export function apiSettings(v: { api?: string; token?: string }, io: Io, stack: LocalStack | undefined): { url: string; token: string; source: string } {
+/**
+ * A token kept in a file (a secret mount, a 0600 file): it never appears on a command line or in
+ * the environment of every child process. Surrounding whitespace (the final newline) is dropped.
+ */
+function tokenFromFile(file: string, from: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read the operator token file ${file} (${from}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const token = text.trim();
+  if (!token || /\s/.test(token)) throw new UsageError(`the operator token file ${file} (${from}) must hold the token alone`);
+  return token;
+}
+
+export function apiSettings(v: { api?: string; token?: string; tokenFile?: string }, io: Io, stack: LocalStack | undefined): { url: string; token: string; source: string } {
   const raw = v.api ?? (io.env.REMIT_API_URL || undefined) ?? stack?.api;
   if (!raw) throw new UsageError(`where is the API? Pass --api URL or set REMIT_API_URL, ${NO_STACK}`);
   let url: URL;
@@ -90,8 +106,12 @@ export function apiSettings(v: { api?: string; token?: string }, io: Io, stack: 
     throw new UsageError(`the API URL ${JSON.stringify(raw)} is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`the API URL must be http or https, got ${JSON.stringify(raw)}`);
-  const token = v.token ?? (io.env.REMIT_OPERATOR_TOKEN || undefined) ?? stack?.operatorToken;
-  if (!token) throw new UsageError(`no operator token: pass --token TOKEN or set REMIT_OPERATOR_TOKEN, ${NO_STACK}`);
+  if (v.token !== undefined && v.tokenFile !== undefined) throw new UsageError('give one of --token and --token-file');
+  const token = v.token ?? (v.tokenFile !== undefined ? tokenFromFile(path.resolve(io.cwd, v.tokenFile), '--token-file') : undefined)
+    ?? (io.env.REMIT_OPERATOR_TOKEN || undefined)
+    ?? (io.env.REMIT_OPERATOR_TOKEN_FILE ? tokenFromFile(path.resolve(io.cwd, io.env.REMIT_OPERATOR_TOKEN_FILE), 'REMIT_OPERATOR_TOKEN_FILE') : undefined)
+    ?? stack?.operatorToken;
+  if (!token) throw new UsageError(`no operator token: pass --token-file FILE or set REMIT_OPERATOR_TOKEN_FILE or REMIT_OPERATOR_TOKEN, ${NO_STACK}`);
   return { url: url.href.replace(/\/+$/, ''), token, source: sourceOf(v.api, 'REMIT_API_URL', io, stack, 'api') };
 }
 

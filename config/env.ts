@@ -35,6 +35,13 @@ export interface RemitConfig {
   apiHost: string;
   ingestToken: string | undefined;
   operatorToken: string | undefined;
+  /** Token for PUT /v1/contracts; unset: the ingest token has that role. */
+  contractsToken: string | undefined;
+  /** When set, GET /metrics requires it (Prometheus' scrape `authorization`). */
+  metricsToken: string | undefined;
+  /** Bounds of one reset / recalculate / retry request unless it says `force: true`. */
+  operationMaxHours: number;
+  operationMaxIds: number;
   awsMeteringEndpoint: string | undefined;
   awsRegion: string;
   azureMeteringEndpoint: string | undefined;
@@ -79,6 +86,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
     apiHost: env.REMIT_API_HOST || '127.0.0.1',
     ingestToken: env.REMIT_INGEST_TOKEN || undefined,
     operatorToken: env.REMIT_OPERATOR_TOKEN || undefined,
+    contractsToken: env.REMIT_CONTRACTS_TOKEN || undefined,
+    metricsToken: env.REMIT_METRICS_TOKEN || undefined,
+    operationMaxHours: num(env, 'REMIT_OPERATION_MAX_HOURS', 168, { min: 1 }),
+    operationMaxIds: num(env, 'REMIT_OPERATION_MAX_IDS', 100, { min: 1, integer: true }),
     awsMeteringEndpoint: env.AWS_METERING_ENDPOINT || undefined,
     awsRegion: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     azureMeteringEndpoint: env.AZURE_METERING_ENDPOINT || undefined,

@@ -1,8 +1,9 @@
 // Contracts: create or replace, list. A new or changed contract marks every key of its org,
-// marketplace, billing account and product owing, so usage waiting for it is billed.
+// marketplace, billing account and product owing, so usage waiting for it is billed. Every
+// change is in the audit trail (who, the contract before and after), in the same transaction.
 
 import type { Database } from './client';
-import { markKeysOwing, withTransaction } from './ledger';
+import { markKeysOwing, recordAudit, withTransaction } from './ledger';
 import type { Contract } from '../domain/contracts';
 import type { RemittanceKey } from '../domain/key';
 
@@ -19,12 +20,21 @@ function normalize(row: Record<string, unknown>): Contract & { updatedAt: string
   };
 }
 
-/** Upsert; returns whether anything changed and the keys whose bill may now change. */
-export async function putContract(database: Database, c: Contract): Promise<{ created: boolean; changed: boolean; keys: RemittanceKey[] }> {
+/** Who changes a contract: the credential's role (`contracts-token`, ...) and what the client says about itself. */
+export interface ContractActor {
+  actor: string;
+  claimedBy?: string;
+}
+
+/**
+ * Upsert; returns whether anything changed and the keys whose bill may now change. A put that
+ * changes nothing is not audited: contract feeds re-send the same contracts all day.
+ */
+export async function putContract(database: Database, c: Contract, by: ContractActor): Promise<{ created: boolean; changed: boolean; keys: RemittanceKey[]; auditId?: number }> {
   return withTransaction(database, async (tx) => {
     const before = await tx.query(`${SELECT} WHERE contract_id = $1 FOR UPDATE`, [c.contractId]);
     const old = before.rows[0] ? normalize(before.rows[0]) : undefined;
-    const same = old && JSON.stringify(comparable(old)) === JSON.stringify(comparable(c));
+    const same = old && canonical(comparable(old)) === canonical(comparable(c));
     if (same) return { created: false, changed: false, keys: [] };
     await tx.query(
       `INSERT INTO contracts (contract_id, org_id, billing_provider, billing_account_id, product_tag, start_date, end_date, license_id, aws, azure, metrics)
@@ -53,8 +63,20 @@ export async function putContract(database: Database, c: Contract): Promise<{ cr
       }
     }
     await markKeysOwing(tx, [...seen]);
-    return { created: !old, changed: true, keys };
+    const { updatedAt: _u, ...previous } = old ?? { updatedAt: undefined };
+    const auditId = await recordAudit(tx, {
+      actor: by.actor,
+      action: 'put-contract',
+      request: { contractId: c.contractId, contract: c, ...(by.claimedBy ? { claimedBy: by.claimedBy } : {}) },
+      result: { created: !old, keysAffected: keys.length, previous: old ? previous : null },
+    });
+    return { created: !old, changed: true, keys, auditId };
   });
+}
+
+/** JSON with object keys sorted: jsonb gives the stored contract's keys back in its own order. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x));
 }
 
 function comparable(c: Contract) {

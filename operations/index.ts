@@ -34,8 +34,26 @@ export interface OperationRequest {
   /** retry only: which statuses to retry (default Failed). */
   status?: string[];
   dryRun: boolean;
+  /** Past the per-request limits on purpose (`force: true`); recorded in the audit trail. */
+  force: boolean;
+  /** The credential that asked (e.g. `operator-token`): the audit trail's actor. */
   actor: string;
+  /** Who the client says it is (the x-remit-actor header): an unverified note in the audit trail. */
+  claimedBy?: string;
 }
+
+/**
+ * Bounds of one request, so that a typo (a year instead of a day, every org) cannot void or
+ * resend a whole ledger: at most `maxHours` remittance hours and `maxIds` org or account ids,
+ * unless the request says `force: true`. Dry runs are bounded the same way: a preview must be
+ * of the request that would run. Configured by REMIT_OPERATION_MAX_HOURS / REMIT_OPERATION_MAX_IDS.
+ */
+export interface OperationLimits {
+  maxHours: number;
+  maxIds: number;
+}
+
+export const DEFAULT_OPERATION_LIMITS: OperationLimits = { maxHours: 168, maxIds: 100 };
 
 export interface OperationChange {
   key: RemittanceKey;
@@ -60,7 +78,7 @@ export interface OperationResult {
 }
 
 /** Parse and check an operator request body; returns a message per problem. */
-export function parseOperationRequest(body: unknown, actor: string, opts: { withStatus?: boolean } = {}): { ok: true; value: OperationRequest } | { ok: false; errors: Array<{ field: string; message: string }> } {
+export function parseOperationRequest(body: unknown, actor: string, opts: { withStatus?: boolean; limits?: OperationLimits; hourMs?: number; claimedBy?: string } = {}): { ok: true; value: OperationRequest } | { ok: false; errors: Array<{ field: string; message: string }> } {
   const errors: Array<{ field: string; message: string }> = [];
   if (!body || typeof body !== 'object' || Array.isArray(body)) return { ok: false, errors: [{ field: '', message: 'body must be a JSON object' }] };
   const b = body as Record<string, unknown>;
@@ -97,8 +115,18 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
     if (!s.every((x) => x === 'Failed' || x === 'Expired')) errors.push({ field: 'status', message: 'status must be Failed or Expired (or a list of them)' });
     else status = s as string[];
   }
+  if (b.force !== undefined && typeof b.force !== 'boolean') errors.push({ field: 'force', message: 'force must be a boolean' });
+  const force = b.force === true;
+  if (opts.limits && !force) {
+    const { maxHours, maxIds } = opts.limits;
+    const hours = (end.getTime() - start.getTime()) / (opts.hourMs ?? 3_600_000);
+    if (hours > maxHours) errors.push({ field: 'end', message: `the range spans ${Math.ceil(hours)} remittance hours; at most ${maxHours} per request (REMIT_OPERATION_MAX_HOURS), or send force: true` });
+    for (const [f, ids] of [['orgIds', orgIds], ['billingAccountIds', billingAccountIds]] as const) {
+      if (ids && ids.length > maxIds) errors.push({ field: f, message: `${ids.length} ids; at most ${maxIds} per request (REMIT_OPERATION_MAX_IDS), or send force: true` });
+    }
+  }
   if (errors.length) return { ok: false, errors };
-  return { ok: true, value: { productTag, metric: typeof b.metric === 'string' ? b.metric : undefined, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, actor } };
+  return { ok: true, value: { productTag, metric: typeof b.metric === 'string' ? b.metric : undefined, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, force, actor, claimedBy: opts.claimedBy } };
 }
 
 function filterOf(r: OperationRequest, status: string[]): RemittanceFilter {
@@ -196,7 +224,7 @@ async function signalIfWaiting(client: Client, workflowId: string, actor: string
 }
 
 async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[], owing: number): Promise<OperationResult> {
-  const request = { productTag: r.productTag, metric: r.metric, start: r.start.toISOString(), end: r.end.toISOString(), orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, status: r.status };
+  const request = { productTag: r.productTag, metric: r.metric, start: r.start.toISOString(), end: r.end.toISOString(), orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, status: r.status, ...(r.force ? { force: true } : {}), ...(r.claimedBy ? { claimedBy: r.claimedBy } : {}) };
   const auditId = await recordAudit(d.database.pool, {
     actor: r.actor,
     action,

@@ -652,7 +652,8 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
       case 'recalculate-api': {
         const k = r.pick(keys.filter((x) => x.values.size > 0));
         if (!k) return;
-        const body = { productTag: k.tally.productTag, start: new Date(prevMonthStart).toISOString(), end: new Date(Date.now() + o.hourMs).toISOString(), orgIds: [k.tally.orgId], dryRun: r.chance(0.5) };
+        // Deliberately wider than the per-request bound (a month of scaled hours): forced.
+        const body = { productTag: k.tally.productTag, start: new Date(prevMonthStart).toISOString(), end: new Date(Date.now() + o.hourMs).toISOString(), orgIds: [k.tally.orgId], dryRun: r.chance(0.5), force: true };
         const res = await stack.request('POST', '/v1/remittances/recalculate', body);
         if (res.status !== 200) throw new Error(`recalculate answered ${res.status}: ${JSON.stringify(res.body)}`);
         break;

@@ -5,13 +5,14 @@
 // everything on Ctrl-C. State lives under .remit/, so a restart loses nothing.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_CLI_ARGS } from '../workflows/definitions';
 import { ensureTemporalCli } from './lib/temporal-cli';
 import { Supervisor } from './lib/supervisor';
+import { writePrivateFile } from './lib/private-file';
 
 const root = path.resolve(__dirname, '..');
 // REMIT_STATE_DIR moves the whole state (tests run a second stack beside a developer's).
@@ -58,17 +59,17 @@ function tokens(): { ingest: string; operator: string } {
     ingest: process.env.REMIT_INGEST_TOKEN || saved?.ingest || `ingest-${randomBytes(12).toString('hex')}`,
     operator: process.env.REMIT_OPERATOR_TOKEN || saved?.operator || `operator-${randomBytes(12).toString('hex')}`,
   };
-  writeFileSync(file, JSON.stringify(t, null, 2), { mode: 0o600 });
+  writePrivateFile(file, JSON.stringify(t, null, 2));
   return t;
 }
 
 async function main() {
-  mkdirSync(stateDir, { recursive: true });
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const env = process.env;
   const state: Record<string, unknown> = { startedAt: new Date().toISOString(), stackPid: process.pid };
   const sup = new Supervisor(path.join(stateDir, 'logs'), say, () => {
     state.pids = sup.pids();
-    writeFileSync(stackFile, JSON.stringify(state, null, 2));
+    writePrivateFile(stackFile, JSON.stringify(state, null, 2)); // it holds the tokens
   });
   let stopping = false;
   const stop = async (code: number) => {
@@ -210,7 +211,7 @@ async function main() {
       logs: path.join(stateDir, 'logs'),
     });
     state.pids = sup.pids();
-    writeFileSync(stackFile, JSON.stringify(state, null, 2));
+    writePrivateFile(stackFile, JSON.stringify(state, null, 2)); // it holds the tokens
 
     const hour = new Date(Math.floor(Date.now() / (Number(hourSeconds) * 1000)) * Number(hourSeconds) * 1000).toISOString();
     say(`

@@ -25,7 +25,8 @@ function installRuntime(log: ReturnType<typeof createLogger>, metricsPort: strin
       const fn = e.level === 'ERROR' ? 'error' : e.level === 'WARN' ? 'warn' : e.level === 'INFO' ? 'info' : 'debug';
       temporalLog[fn](e.meta ?? {}, e.message);
     }),
-    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } } } : {}),
+    // Loopback unless REMIT_WORKER_METRICS_HOST says otherwise (a container: 0.0.0.0, scraped on its private network).
+    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `${process.env.REMIT_WORKER_METRICS_HOST || '127.0.0.1'}:${metricsPort}` } } } } : {}),
   });
 }
 
@@ -41,7 +42,10 @@ async function main() {
   const time = timeSettings(cfg.time);
   const temporal = await untilReady('Temporal', () => connectTemporal(cfg), log);
   const marketplaces = await createMarketplaceGateway(cfg, log, { database });
-  const worker = await createRemittanceWorker({ ...temporal, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, database, catalog, time, marketplaces, log });
+  // A bundle built at image build time (scripts/bundle-workflows.ts); unset: bundle workflows/ now.
+  const bundlePath = process.env.REMIT_WORKFLOW_BUNDLE_PATH;
+  const workflowBundle = bundlePath ? { codePath: bundlePath } : undefined;
+  const worker = await createRemittanceWorker({ ...temporal, namespace: cfg.temporalNamespace, taskQueue: cfg.taskQueue, database, catalog, time, marketplaces, log, workflowBundle });
   await untilReady('Temporal schedules', () => ensureSweepSchedule(temporal.client, cfg.taskQueue, time), log);
   // Pull usage from Prometheus hourly when configured; without it, a schedule left from an
   // earlier configuration would start runs no worker can serve.

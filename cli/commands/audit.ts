@@ -66,7 +66,8 @@ as for the services; REMIT_HOUR_SECONDS defaults to local-stack.json "hourSecond
 
 audit log: the audit trail (who did what, when, dry runs included), newest first, from the API:
   --limit N  entries (default 20, at most 1000)   --cursor C  older entries
-  --api URL --token TOKEN, else REMIT_API_URL / REMIT_OPERATOR_TOKEN, else local-stack.json.
+  --api URL --token-file FILE (or --token TOKEN), else REMIT_API_URL / REMIT_OPERATOR_TOKEN_FILE /
+REMIT_OPERATOR_TOKEN, else local-stack.json.
 `,
   async run(v, positionals, io) {
     if (positionals.includes('log') || bool(v, 'log')) return auditLog(v, io);
@@ -210,7 +211,7 @@ async function auditLog(v: Values, io: Io): Promise<number> {
   for (const f of ['database', 'catalog', 'aws-records', 'azure-records', 'no-marketplace', 'ca']) if (v[f] !== undefined) throw new UsageError(`--${f} is for \`remit audit\`, not \`remit audit log\``);
   const limit = int(v, 'limit', 1, 1000) ?? 20;
   const stack = loadStack(str(v, 'stack'), io);
-  const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token') }, io, stack);
+  const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token'), tokenFile: str(v, 'token-file') }, io, stack);
   const page = await new ApiClient(api.url, api.token, { source: api.source }).get<{ items: AuditEntry[]; nextCursor: string | null }>('/v1/audit', { limit: String(limit), cursor: str(v, 'cursor') });
   if (bool(v, 'json')) {
     printJson(io.out, page);

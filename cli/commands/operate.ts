@@ -60,15 +60,18 @@ export function operation(action: Action): Command {
       orgs: { type: 'string' },
       accounts: { type: 'string' },
       'dry-run': { type: 'boolean' },
+      yes: { type: 'boolean', short: 'y' },
+      force: { type: 'boolean' },
       actor: { type: 'string' },
       ...(withStatus ? { status: { type: 'string' } } : {}),
     },
-    help: `Usage: remit ${action} --product TAG --start INSTANT --end INSTANT (--orgs A,B | --accounts X,Y)${withStatus ? ' [--status Failed,Expired]' : ''} [--dry-run] [--actor NAME] [--json]
+    help: `Usage: remit ${action} --product TAG --start INSTANT --end INSTANT (--orgs A,B | --accounts X,Y)${withStatus ? ' [--status Failed,Expired]' : ''} (--dry-run | --yes) [--force] [--actor NAME] [--json]
 
 ${WHAT[action].does}
 ${WHAT[action].detail}
 Calls POST /v1/remittances/${action}; prints each change (key, remittance hour, status, quantity in
-billing units), the workflows started, and the audit trail entry.
+billing units), the workflows started, and the audit trail entry. Without --yes it changes
+nothing: it shows the dry run and stops (exit 2), so that a change is always seen before it is made.
 
   --product TAG            product tag (required)
   --start INSTANT          remittance hours from (inclusive), ISO-8601 (required)
@@ -76,26 +79,37 @@ billing units), the workflows started, and the audit trail entry.
   --orgs A,B               organizations      } exactly one of the two
   --accounts X,Y           billing accounts   }
 ${withStatus ? '  --status Failed,Expired  which remittances to retry (default Failed)\n' : ''}  --dry-run                show what would change and change nothing
-  --actor NAME             who is asking, for the audit trail (default: your user name)
+  --yes, -y                make the change (without it: the dry run, then stop)
+  --force                  allow more than the API's per-request bounds (REMIT_OPERATION_MAX_HOURS
+                           remittance hours, REMIT_OPERATION_MAX_IDS ids; 168 and 100 by default)
+  --actor NAME             your name, noted in the audit trail beside the token that acted
+                           (default: your user name; a note, not an identity)
   --json                   print the API's answer as JSON
 
-Where the API is: --api URL --token TOKEN, else REMIT_API_URL / REMIT_OPERATOR_TOKEN, else
+Where the API is: --api URL --token-file FILE (or --token TOKEN, visible to other users in the
+process list), else REMIT_API_URL / REMIT_OPERATOR_TOKEN_FILE / REMIT_OPERATOR_TOKEN, else
 .remit/local-stack.json (--stack FILE names another; REMIT_STACK_FILE=none ignores it).
 
 Example:
   remit ${action} --product rosa --start 2026-11-25T00:00:00Z --end 2026-11-26T00:00:00Z --orgs org-1 --dry-run
+  remit ${action} --product rosa --start 2026-11-25T00:00:00Z --end 2026-11-26T00:00:00Z --orgs org-1 --yes
 `,
     async run(v, _p, io) {
       const body = requestBody(action, v);
+      if (bool(v, 'dry-run') && bool(v, 'yes')) throw new UsageError('--dry-run and --yes contradict each other');
+      // Nothing changes without --yes: the request goes out as a dry run and the command stops.
+      const unconfirmed = !body.dryRun && !bool(v, 'yes');
+      if (unconfirmed) body.dryRun = true;
       const actor = str(v, 'actor') ?? defaultActor(io);
       const stack = loadStack(str(v, 'stack'), io);
-      const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token') }, io, stack);
+      const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token'), tokenFile: str(v, 'token-file') }, io, stack);
       const result = await new ApiClient(api.url, api.token, { actor, source: api.source }).post<Result>(`/v1/remittances/${action}`, body);
-      if (bool(v, 'json')) {
-        printJson(io.out, result);
-        return 0;
+      if (bool(v, 'json')) printJson(io.out, result);
+      else printResult(io, action, body, result, actor, unconfirmed);
+      if (unconfirmed) {
+        io.err(`remit ${action}: nothing was changed: this was a dry run. Check it, then run the same command with --yes to ${WHAT[action].verb} ${result.changes.length === 1 ? 'it' : 'them'}.`);
+        return 2;
       }
-      printResult(io, action, body, result, actor);
       return 0;
     },
   };
@@ -108,6 +122,7 @@ interface RequestBody {
   orgIds?: string[];
   billingAccountIds?: string[];
   dryRun: boolean;
+  force?: boolean;
   status?: string[];
 }
 
@@ -128,6 +143,7 @@ function requestBody(action: Action, v: Values): RequestBody {
     end: end.toISOString(),
     ...(orgIds ? { orgIds } : { billingAccountIds }),
     dryRun: bool(v, 'dry-run'),
+    ...(bool(v, 'force') ? { force: true } : {}),
     ...(status ? { status } : {}),
   };
 }
@@ -142,7 +158,7 @@ export function defaultActor(io: Io): string {
   }
 }
 
-function printResult(io: Io, action: Action, body: RequestBody, r: Result, actor: string) {
+function printResult(io: Io, action: Action, body: RequestBody, r: Result, actor: string, unconfirmed = false) {
   const who = body.orgIds ? `orgs ${body.orgIds.join(',')}` : `accounts ${body.billingAccountIds?.join(',')}`;
   io.out(`${action}${r.dryRun ? ' (DRY RUN: nothing was changed)' : ''}: product ${body.productTag}, ${who}, remittance hours ${body.start} to ${body.end}, by ${actor}`);
   io.out('');
@@ -157,7 +173,7 @@ function printResult(io: Io, action: Action, body: RequestBody, r: Result, actor
     io.out(`${plural(r.changes.length, 'change')} over ${plural(keys, 'key')}, ${plural(units, 'billing unit')}${action === 'recalculate' ? ' to bill now' : ''}.`);
   }
   if (r.dryRun) {
-    if (r.changes.length) io.out(`Dry run: run again without --dry-run to ${WHAT[action].verb} ${r.changes.length === 1 ? 'it' : 'them'}.`);
+    if (r.changes.length && !unconfirmed) io.out(`Dry run: run again with --yes instead of --dry-run to ${WHAT[action].verb} ${r.changes.length === 1 ? 'it' : 'them'}.`);
   } else if (r.started.length) {
     io.out(`Workflows started or signalled (${r.started.length}):`);
     for (const id of r.started) io.out(`  ${id}`);

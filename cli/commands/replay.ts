@@ -34,26 +34,29 @@ export const replay: Command = {
     query: { type: 'string', short: 'q' },
     signal: { type: 'string' },
     'dry-run': { type: 'boolean' },
+    yes: { type: 'boolean', short: 'y' },
     reason: { type: 'string' },
     actor: { type: 'string' },
     limit: { type: 'string' },
     'temporal-address': { type: 'string' },
     namespace: { type: 'string' },
   },
-  help: `Usage: remit replay --query QUERY [--signal retry|recalculate|reset] [--dry-run] [--reason TEXT] [--actor NAME] [--json]
+  help: `Usage: remit replay --query QUERY [--signal retry|recalculate|reset] (--dry-run | --yes) [--reason TEXT] [--actor NAME] [--json]
 
 Bulk operator signal through Temporal: lists the remittance workflows matching the visibility
 QUERY (search attributes Marketplace, BillingAccountId, OrgId, ProductTag, Metric,
 RemittanceStatus, RemittanceErrorCode, RemittanceHour), then sends each running one the signal
 with {actor, reason}. A workflow waits for these signals only while its hour failed and the
 marketplace still accepts it; closed workflows are listed and skipped (a later hour bills their
-amount). Also prints the equivalent \`temporal workflow signal --query\` command.
+amount). Also prints the equivalent \`temporal workflow signal --query\` command. Without --yes
+it signals nothing: it lists what it would signal and stops (exit 2).
 
   --query, -q QUERY         e.g. 'RemittanceStatus="Failed" AND Marketplace="aws"' (required)
   --signal NAME             retry (default): recompute and resend the hour;
                             recalculate: likewise, from corrected tallies or contracts;
                             reset: void the failed hour, a later hour bills it
   --dry-run                 list what would be signalled and signal nothing
+  --yes, -y                 send the signals (without it: the dry run, then stop)
   --reason TEXT             why, recorded in the audit trail (default "bulk <signal> via remit replay")
   --actor NAME              who, for the audit trail (default: your user name)
   --limit N                 stop after N matching workflows (default: all)
@@ -67,7 +70,9 @@ Example:
   async run(v, _p, io) {
     const query = required(v, 'query', "a Temporal visibility query, e.g. 'RemittanceStatus=\"Failed\" AND Marketplace=\"aws\"'");
     const signal = oneOf(v, 'signal', Object.keys(SIGNALS) as SignalName[]) ?? 'retry';
-    const dryRun = bool(v, 'dry-run');
+    if (bool(v, 'dry-run') && bool(v, 'yes')) throw new UsageError('--dry-run and --yes contradict each other');
+    const unconfirmed = !bool(v, 'dry-run') && !bool(v, 'yes');
+    const dryRun = bool(v, 'dry-run') || unconfirmed;
     const limit = int(v, 'limit', 1, 1_000_000) ?? Infinity;
     const input: OperatorSignalInput = { actor: str(v, 'actor') ?? defaultActor(io), reason: str(v, 'reason') ?? `bulk ${signal} via remit replay` };
     const stack = loadStack(str(v, 'stack'), io);
@@ -120,9 +125,13 @@ Example:
       await connection.close().catch(() => undefined);
     }
 
+    const stopped = () => {
+      io.err(`remit replay: nothing was signalled: this was a dry run. Check it, then run the same command with --yes to send ${signal}.`);
+      return 2;
+    };
     if (bool(v, 'json')) {
       printJson(io.out, { query, signal, dryRun, input, namespace: t.namespace, address: t.address, workflows: targets, temporalCommand });
-      return failed ? 1 : 0;
+      return unconfirmed ? stopped() : failed ? 1 : 0;
     }
     io.out(`${plural(targets.length, 'remittance workflow')} match ${query} in ${t.namespace} at ${t.address}${targets.length >= limit ? ` (stopped at --limit ${limit})` : ''}`);
     if (targets.length) {
@@ -136,7 +145,7 @@ Example:
     io.out('');
     io.out('The same with the Temporal CLI:');
     io.out(`  ${temporalCommand}`);
-    return failed ? 1 : 0;
+    return unconfirmed ? stopped() : failed ? 1 : 0;
   },
 };
 

@@ -78,7 +78,8 @@ Output:
   --cursor CURSOR              continue a listing where the last one stopped
   --json                       print {filters, summary, items, nextCursor} as JSON
 
-Where the API is: --api URL --token TOKEN, else REMIT_API_URL / REMIT_OPERATOR_TOKEN, else
+Where the API is: --api URL --token-file FILE (or --token TOKEN), else REMIT_API_URL / REMIT_OPERATOR_TOKEN_FILE /
+REMIT_OPERATOR_TOKEN, else
 .remit/local-stack.json (--stack FILE names another; REMIT_STACK_FILE=none ignores it).
 
 Examples:
@@ -107,7 +108,7 @@ Examples:
     const cursor0 = str(v, 'cursor');
 
     const stack = loadStack(str(v, 'stack'), io);
-    const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token') }, io, stack);
+    const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token'), tokenFile: str(v, 'token-file') }, io, stack);
     const client = new ApiClient(api.url, api.token, { source: api.source });
 
     const summary = await client.get<Summary>('/v1/remittances/summary', { ...filters, groupBy: groupBy?.join(',') });

@@ -33,6 +33,7 @@ const cases: Array<[string, string, unknown?]> = [
   ['GET', '/v1/remittances/summary?groupBy=status&groupBy=orgId'],
   ['GET', `/v1/remittances?cursor=${Buffer.from('99999999999999999.x').toString('base64url')}`],
   ['GET', '/v1/remittances?orgId=a%00b'],
+  ['GET', '/v1/contracts?orgId=a%00b'],
   ['GET', '/v1/audit?cursor=1e300'],
   ['POST', '/v1/remittances/recalculate', { productTag: 'rosa', start: '2025-01-01T00:00:00Z', end: '2025-02-01T00:00:00Z', orgIds: ['x\u0000y'], dryRun: true }],
 ];

@@ -193,7 +193,7 @@ describe('remit CLI: help and bad flags', () => {
   });
 
   it('input the API refuses exits 2 with its message; a wrong token exits 1 and is never printed', async () => {
-    const bad = await remit(['reset', '--product', 'no-such-product', '--start', '2026-11-25T00:00:00Z', '--end', '2026-11-26T00:00:00Z', '--orgs', orgA, '--dry-run']);
+    const bad = await remit(['reset', '--product', 'no-such-product', '--start', '2026-11-25T00:00:00Z', '--end', '2026-11-25T00:01:00Z', '--orgs', orgA, '--dry-run']);
     assert.equal(bad.code, 2, show(bad));
     assert.match(bad.stderr, /400 unknown productTag "no-such-product"/);
 
@@ -265,12 +265,13 @@ describe('remit CLI against the stack', () => {
     assert.equal(log.code, 0, show(log));
     const entry = log.json.items.find((e: any) => e.id === r.json.auditId);
     assert.ok(entry, show(log));
-    assert.equal(entry.actor, 'cli-test');
+    assert.equal(entry.actor, 'operator-token', 'the actor is the credential that acted');
+    assert.equal(entry.request.claimedBy, 'cli-test', '--actor is a note beside it');
     assert.equal(entry.action, 'reset');
     assert.equal(entry.dryRun, true);
     const logText = await remit(['audit', '--log']);
     assert.equal(logText.code, 0, show(logText));
-    assert.match(logText.stdout, /cli-test\s+reset\s+dry run\s+productTag=rhel-for-x86-els-payg-addon start=\S+ end=\S+ orgIds=org-cli-\S+\s+changes=1 owing=0 quantity=4 started=0/);
+    assert.match(logText.stdout, /operator-token\s+reset\s+dry run\s+productTag=rhel-for-x86-els-payg-addon start=\S+ end=\S+ orgIds=org-cli-\S+ claimedBy=cli-test\s+changes=1 owing=0 quantity=4 started=0/);
   });
 
   it('recalculate --dry-run and retry --dry-run find nothing to do after a clean story', async () => {
@@ -328,8 +329,14 @@ describe('remit CLI against the stack', () => {
       const x = await remit(['replay', '--query', query, '--dry-run', '--json']);
       return x.json?.workflows.some((w: any) => w.workflowId === failed.workflowId && w.outcome === 'would-signal');
     }, 15_000, 'the failed workflow in visibility');
+    // Without --yes: the dry run, then a stop; nothing is signalled.
+    const unconfirmed = await remit(['replay', '--query', query, '--signal', 'retry']);
+    assert.equal(unconfirmed.code, 2, show(unconfirmed));
+    assert.match(unconfirmed.stdout, /Dry run: would send retry to \d+ running workflows?/);
+    assert.match(unconfirmed.stderr, /nothing was signalled: this was a dry run\. Check it, then run the same command with --yes/);
+    assert.ok((await remittances(orgB)).every((x) => x.status === 'Failed'), 'nothing was retried');
     stack.aws.faults.clear(); // the subscription is fixed
-    const r = await remit(['replay', '--query', query, '--signal', 'retry', '--actor', 'cli-test', '--reason', 'subscription fixed']);
+    const r = await remit(['replay', '--query', query, '--signal', 'retry', '--actor', 'cli-test', '--reason', 'subscription fixed', '--yes']);
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, /Sent retry to \d+ workflows? as cli-test \("subscription fixed"\)/);
 

@@ -50,7 +50,7 @@ async function newKey(): Promise<RemittanceKey> {
     licenseId: null,
     aws: { productCode: 'rosa-product', customerAwsAccountId: customer, licenseArn: null },
     metrics: [],
-  });
+  }, { actor: 'test' });
   return key;
 }
 

@@ -44,6 +44,8 @@ describe('the local stack (npm start)', () => {
     stack.stderr!.on('data', (d) => (output += String(d)));
     await eventually(async () => output.includes('remit is running'), 150_000, `the stack to start; output so far:\n${output}`);
     const state = readState();
+    // It holds the tokens: readable by its owner only.
+    for (const f of ['local-stack.json', 'tokens.json']) assert.equal(fs.statSync(path.join(stateDir, f)).mode & 0o777, 0o600, f);
     for (const name of ['temporal', 'database', 'aws-emulator', 'azure-emulator', 'worker', 'api']) assert.ok(alive(state.pids[name]), `${name} runs`);
     assert.match(output, /ingest token\s+\S+/);
     assert.ok(fs.existsSync(state.temporal.cli), 'the Temporal CLI it used');

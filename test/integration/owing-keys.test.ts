@@ -96,7 +96,7 @@ it('usage waiting for a contract for over a month is billed once the contract ar
     contractId: `c-${key.orgId}`, orgId: key.orgId, billingProvider: 'aws', billingAccountId: customer, productTag: 'rosa',
     startDate: '2025-01-01T00:00:00.000Z', endDate: null, licenseId: null,
     aws: { productCode: 'rosa-product', customerAwsAccountId: customer, licenseArn: null }, metrics: [],
-  });
+  }, { actor: 'test' });
   const march = Date.UTC(2025, 2, 2, 5);
   const m = await compute(key, march, march + 1.2 * HOUR);
   assert.equal(m.bill, 4, `January's 4 Instance-hours must be billed once the contract exists (got ${m.status} ${m.bill})`);
