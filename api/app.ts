@@ -49,7 +49,7 @@ function tokenMatches(given: string, expected: string): boolean {
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
-  const metrics = deps.metrics ?? new Metrics();
+  const metrics = deps.metrics ?? new Metrics(deps.time.hourMs);
   const app = Fastify({ bodyLimit: deps.bodyLimitBytes ?? 64 * 1024 * 1024, logger: false });
   // JSON only: a text/plain body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
