@@ -81,6 +81,8 @@ export interface StartPrometheusOptions {
   interval?: string;
   /** Accept remote-write (POST /api/v1/write); default true. */
   remoteWrite?: boolean;
+  /** Log every query the engine ran (global.query_log_file), read back with queries(). */
+  queryLog?: boolean;
   log?: Log;
 }
 
@@ -92,13 +94,19 @@ export interface PrometheusServer {
   configFile: string;
   /** Stop this server (SIGTERM, then SIGKILL); removes a temporary data directory. Idempotent. */
   stop(): Promise<void>;
-  /** Stop and start again on the same data directory and port (what an operator's restart does). */
-  restart(): Promise<void>;
+  /** Stop the process, keeping its data (the server is down: connections are refused). */
+  down(): Promise<void>;
+  /** Start it again on the same data directory and port. */
+  up(): Promise<void>;
   /** Freeze the process (SIGSTOP): it accepts connections and answers nothing: a slow server. */
   pause(): void;
   resume(): void;
   /** Append samples through the remote-write receiver. */
   write(series: WriteSeries[]): Promise<void>;
+  /** Delete series (optionally only samples from startMs to endMs) through the admin API: what an operator does to drop bad data. */
+  deleteSeries(match: string, range?: { startMs: number; endMs: number }): Promise<void>;
+  /** Queries the engine ran (queryLog: true): the PromQL and the evaluation time, epoch ms. */
+  queries(): Array<{ query: string; timeMs: number }>;
 }
 
 export interface WriteSeries {
@@ -112,13 +120,14 @@ function yamlString(s: string): string {
   return JSON.stringify(s);
 }
 
-function configText(o: StartPrometheusOptions): string {
+function configText(o: StartPrometheusOptions, base: string): string {
   const interval = o.interval ?? '15s';
   const lines = [
     '# written by scripts/lib/prometheus.ts',
     'global:',
     `  scrape_interval: ${interval}`,
     `  evaluation_interval: ${interval}`,
+    ...(o.queryLog ? [`  query_log_file: ${yamlString(path.join(base, 'queries.log'))}`] : []),
     // Tests and backfills write hours in any order; a scraping server never needs this.
     'storage:',
     '  tsdb:',
@@ -142,7 +151,7 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
   const dataDir = path.join(base, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   const configFile = path.join(base, 'prometheus.yml');
-  fs.writeFileSync(configFile, configText(o));
+  fs.writeFileSync(configFile, configText(o, base));
   let port = o.port ?? (await freePort());
   let child: ChildProcess | undefined;
   let tail = new OutputTail();
@@ -156,6 +165,7 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
       '--storage.tsdb.retention.time=100y',
       `--web.listen-address=127.0.0.1:${port}`,
       '--web.enable-lifecycle',
+      '--web.enable-admin-api',
       ...(o.remoteWrite === false ? [] : ['--web.enable-remote-write-receiver']),
       '--log.level=warn',
     ];
@@ -216,7 +226,7 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
         }
         if (temporary) fs.rmSync(base, { recursive: true, force: true });
       })()),
-    async restart() {
+    async down() {
       if (child) {
         try {
           process.kill(child.pid!, 'SIGCONT');
@@ -225,6 +235,9 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
         }
         await stopChild(child);
       }
+    },
+    async up() {
+      if (child && child.exitCode === null && child.signalCode === null) return;
       await launch();
     },
     pause: () => process.kill(child!.pid!, 'SIGSTOP'),
@@ -237,6 +250,21 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
         body,
       });
       if (r.status >= 300) throw new Error(`remote write to ${url} answered ${r.status}: ${await r.text()}`);
+    },
+    async deleteSeries(match, range) {
+      const q = new URLSearchParams({ 'match[]': match, ...(range ? { start: String(range.startMs / 1000), end: String(range.endMs / 1000) } : {}) });
+      const r = await fetch(`${url}/api/v1/admin/tsdb/delete_series?${q.toString()}`, { method: 'POST' });
+      if (r.status >= 300) throw new Error(`delete_series ${match} answered ${r.status}: ${await r.text()}`);
+    },
+    queries() {
+      const file = path.join(base, 'queries.log');
+      if (!fs.existsSync(file)) return [];
+      return fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .map((l) => JSON.parse(l) as { params: { query: string; end: string } })
+        .map((e) => ({ query: e.params.query, timeMs: Date.parse(e.params.end) }));
     },
   };
   return server;
