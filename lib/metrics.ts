@@ -7,6 +7,8 @@
 // replica's own and are summed. See docs/operations.md "Metrics and replicas".
 
 import type { Database } from '../db/client';
+import { MARKETPLACES } from '../domain/key';
+import { REMITTANCE_STATUSES } from '../workflows/definitions';
 
 type Labels = Record<string, string>;
 
@@ -55,6 +57,14 @@ export class Metrics {
     const r = await database.pool.query<{ mp: string; status: string; n: number; q: string }>(
       'SELECT billing_provider AS mp, status, COUNT(*)::int AS n, COALESCE(SUM(bill),0)::text AS q FROM remittances GROUP BY 1, 2',
     );
+    // Every marketplace and status from 0, so that the first failure of a marketplace is a change
+    // (0 -> 1) that delta() sees, not a series that starts at 1.
+    for (const mp of MARKETPLACES) {
+      for (const status of REMITTANCE_STATUSES) {
+        this.set('remit_remittances', { marketplace: mp, status }, 0);
+        this.set('remit_remittance_quantity', { marketplace: mp, status }, 0);
+      }
+    }
     for (const row of r.rows) {
       this.set('remit_remittances', { marketplace: row.mp, status: row.status }, row.n);
       this.set('remit_remittance_quantity', { marketplace: row.mp, status: row.status }, Number(row.q));
