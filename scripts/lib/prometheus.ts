@@ -143,33 +143,43 @@ function configText(o: StartPrometheusOptions, base: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Writes `<base>/prometheus.yml` and returns the command line of a server on 127.0.0.1:port with
+ * its TSDB in `<base>/data`: for a supervisor that runs it (the local stack), or startPrometheus.
+ */
+export function preparePrometheus(base: string, port: number, o: StartPrometheusOptions): { args: string[]; configFile: string; dataDir: string } {
+  const dataDir = path.join(base, 'data');
+  fs.mkdirSync(dataDir, { recursive: true });
+  const configFile = path.join(base, 'prometheus.yml');
+  fs.writeFileSync(configFile, configText(o, base));
+  const args = [
+    `--config.file=${configFile}`,
+    `--storage.tsdb.path=${dataDir}`,
+    // Tests write hours of months ago; keep them.
+    '--storage.tsdb.retention.time=100y',
+    `--web.listen-address=127.0.0.1:${port}`,
+    '--web.enable-lifecycle',
+    '--web.enable-admin-api',
+    ...(o.remoteWrite === false ? [] : ['--web.enable-remote-write-receiver']),
+    '--log.level=warn',
+  ];
+  return { args, configFile, dataDir };
+}
+
 export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<PrometheusServer> {
   const log = o.log ?? stderrLog;
   const bins = await ensurePrometheusBinaries(log);
   const temporary = !o.dataDir;
   const base = o.dataDir ? path.resolve(o.dataDir) : fs.mkdtempSync(path.join(os.tmpdir(), 'remit-prom-'));
-  const dataDir = path.join(base, 'data');
-  fs.mkdirSync(dataDir, { recursive: true });
-  const configFile = path.join(base, 'prometheus.yml');
-  fs.writeFileSync(configFile, configText(o, base));
   let port = o.port ?? (await freePort());
+  let prepared = preparePrometheus(base, port, o);
+  const { dataDir, configFile } = prepared;
   let child: ChildProcess | undefined;
   let tail = new OutputTail();
 
   const launch = async () => {
     tail = new OutputTail();
-    const args = [
-      `--config.file=${configFile}`,
-      `--storage.tsdb.path=${dataDir}`,
-      // Tests write hours of months ago; keep them.
-      '--storage.tsdb.retention.time=100y',
-      `--web.listen-address=127.0.0.1:${port}`,
-      '--web.enable-lifecycle',
-      '--web.enable-admin-api',
-      ...(o.remoteWrite === false ? [] : ['--web.enable-remote-write-receiver']),
-      '--log.level=warn',
-    ];
-    const c = spawn(bins.prometheus, args, { cwd: base, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(bins.prometheus, prepared.args, { cwd: base, stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout?.on('data', (d: Buffer) => tail.push(d));
     c.stderr?.on('data', (d: Buffer) => tail.push(d));
     child = c;
@@ -200,6 +210,7 @@ export async function startPrometheus(o: StartPrometheusOptions = {}): Promise<P
         throw err;
       }
       port = await freePort();
+      prepared = preparePrometheus(base, port, o);
     }
   }
   const url = `http://127.0.0.1:${port}`;
