@@ -7,9 +7,13 @@
 //   thrown as a retryable ApplicationFailure of type `usage_source_unavailable`; Temporal retries
 //   it with backoff until it succeeds, and meanwhile the Web UI shows the pending activity with
 //   its attempt count and last error, and usage_pulls.last_error has it too;
-// - the source answered with data that cannot be billed (UsageDataError, or tallies the
-//   validation refuses): *returned* as `failed` with the reasons, recorded in usage_pulls, and
-//   nothing of the hour is stored; the run goes on with the other hours.
+// - the source answered, and some series cannot be billed (the source's `rejected`, or tallies
+//   the validation refuses): every good tally is stored, each bad series is recorded with its
+//   reason (usage_pulls.rejected and last_error, the metric remit_usage_pull_rejected_hours, the
+//   alert RemitUsagePullRejectedSeries); the hour is `pulled`, or `failed` when nothing of it could
+//   be stored. The back-fill does not read it again (the answer would be the same); an operator
+//   re-pulls it once the source is fixed. A whole answer the source cannot use (UsageDataError)
+//   fails the hour with nothing stored.
 
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { TimeSettings } from '../config/env';
@@ -37,9 +41,11 @@ export interface PullHourResult {
   status: 'pulled' | 'failed';
   /** Tallies stored (0 when failed). */
   tallies: number;
+  /** Series that could not be billed and were left out (their reasons are in `reason`). */
+  rejected?: number;
   /** Attempts so far for this hour, this one included. */
   attempts: number;
-  /** Why the hour failed. */
+  /** Why the hour failed, or which series were left out. */
   reason?: string;
 }
 
@@ -62,9 +68,9 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
 
   async function fail(hourMs: number, problems: string[]): Promise<PullHourResult> {
     const reason = `${source.name}: the usage of this hour cannot be billed, nothing of it was stored: ${reasonOf(problems)}`;
-    const row = await markPullFailed(database, hourMs, reason);
+    const row = await markPullFailed(database, hourMs, reason, problems.length);
     deps.log.warn({ hour: row.hour, problems: problems.slice(0, MAX_REASONS) }, 'usage pull failed: bad data from the source');
-    return { hour: row.hour, status: 'failed', tallies: 0, attempts: row.attempts, reason };
+    return { hour: row.hour, status: 'failed', tallies: 0, rejected: problems.length, attempts: row.attempts, reason };
   }
 
   return {
@@ -87,8 +93,11 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat(started.attempts), 1000);
       let raw: RawTally[];
+      const rejected: string[] = [];
       try {
-        raw = await source.readHour({ hourMs, hourLengthMs: len });
+        const read = await source.readHour({ hourMs, hourLengthMs: len });
+        raw = read.tallies;
+        rejected.push(...read.rejected);
       } catch (err) {
         if (err instanceof UsageDataError) return await fail(hourMs, err.problems);
         const message = err instanceof UsageReadError ? err.message : `${source.name}: unexpected error reading the hour: ${(err as Error)?.message ?? String(err)}`;
@@ -103,21 +112,33 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         clearInterval(beat);
       }
 
-      // Exactly the API's ingestion: all-or-nothing validation, one upsert (tallies and owing marks).
+      // The API's validation, per tally: a tally it refuses is left out with its reason (the
+      // API refuses the whole batch instead, since its sender can fix and re-send it; a pulled
+      // hour has no sender to tell). Then one upsert (tallies and owing marks): the sweep that
+      // closes the current hour computes and sends what they owe.
       const nowMs = now();
-      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
-      if (!v.ok) {
-        const problems = v.errors.map((e) => (e.index < 0 ? `${e.field}: ${e.message}` : `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`));
-        if (v.omittedErrors > 0) problems.push(`${v.omittedErrors} more invalid fields`);
-        return fail(hourMs, problems);
+      const all = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxErrors: Number.POSITIVE_INFINITY });
+      if (!all.ok) {
+        const bad = new Map<number, string[]>();
+        for (const e of all.errors) {
+          if (e.index < 0) return fail(hourMs, [...rejected, `${e.field}: ${e.message}`]);
+          bad.set(e.index, [...(bad.get(e.index) ?? []), `${e.field}: ${e.message}`]);
+        }
+        for (const [i, why] of bad) rejected.push(`tally ${i}${who(raw[i])} ${why.join(', ')}`);
+        raw = raw.filter((_, i) => !bad.has(i));
       }
+      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
+      if (!v.ok) return fail(hourMs, [...rejected, ...v.errors.map((e) => `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`)]);
       const elsewhere = v.tallies.filter((t) => t.hourMs !== hourMs);
-      if (elsewhere.length > 0) return fail(hourMs, [`${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
+      if (elsewhere.length > 0) return fail(hourMs, [...rejected, `${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
+      if (v.tallies.length === 0 && rejected.length > 0) return fail(hourMs, rejected);
 
       if (v.tallies.length > 0) await storeTallies(database, v.tallies);
-      const row = await markPulled(database, hourMs, v.tallies.length);
-      log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
-      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts };
+      const note = rejected.length > 0 ? `${source.name}: ${rejected.length} series cannot be billed and were left out, the other ${v.tallies.length} tallies were stored; fix them at the source and re-pull the hour: ${reasonOf(rejected)}` : null;
+      const row = await markPulled(database, hourMs, v.tallies.length, rejected.length, note);
+      if (note) log.warn({ tallies: v.tallies.length, rejected: rejected.slice(0, MAX_REASONS) }, 'usage pulled without the series that cannot be billed');
+      else log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
+      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, rejected: rejected.length, attempts: row.attempts, ...(note ? { reason: note } : {}) };
     },
   };
 }

@@ -17,6 +17,7 @@ import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
 import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps, type OperationLimits } from '../operations';
+import { remittancesCsvHeader, remittancesCsvRows } from '../lib/remittance-csv';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
 import { openApiDocument } from './openapi';
 
@@ -60,7 +61,7 @@ function tokenMatches(given: string, expected: string): boolean {
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
-  const metrics = deps.metrics ?? new Metrics();
+  const metrics = deps.metrics ?? new Metrics(deps.time.hourMs);
   const app = Fastify({ bodyLimit: deps.bodyLimitBytes ?? 64 * 1024 * 1024, logger: false });
   // JSON only: a text/plain body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
@@ -172,12 +173,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return listContracts(deps.database, { orgId: q.orgId, billingAccountId: q.billingAccountId, cursor: q.cursor, limit: limitOf(q.limit) });
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/remittances', { onRequest: authorize(['operator']) }, async (req) => {
-    const page = await listRemittances(deps.database, filterFromQuery(req.query), { cursor: req.query.cursor, limit: limitOf(req.query.limit) }).catch((e: Error) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/remittances', { onRequest: authorize(['operator']) }, async (req, reply) => {
+    // CSV for spreadsheets (lib/remittance-csv.ts): the same page of rows, the next cursor in a header.
+    const { format, ...query } = req.query;
+    if (format !== undefined && format !== 'json' && format !== 'csv') throw new HttpError(400, 'format must be json or csv');
+    const csv = format === 'csv' || (format === undefined && wantsCsv(req.headers.accept));
+    const page = await listRemittances(deps.database, filterFromQuery(query), { cursor: query.cursor, limit: limitOf(query.limit) }).catch((e: Error) => {
       if (e.message === 'invalid cursor') throw new HttpError(400, 'invalid cursor');
       throw e;
     });
-    return { items: page.items.map(present), nextCursor: page.nextCursor };
+    const items = page.items.map(present);
+    if (!csv) return { items, nextCursor: page.nextCursor };
+    if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
+    return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="remittances.csv"').send(remittancesCsvHeader() + remittancesCsvRows(items));
   });
 
   app.get<{ Querystring: Record<string, string> }>('/v1/remittances/summary', { onRequest: authorize(['operator']) }, async (req) => {
@@ -254,6 +262,15 @@ function filterFromQuery(q: Record<string, string | undefined>): RemittanceFilte
 }
 
 /** One remittance as the API shows it (interface.md). */
+/** Accept: text/csv preferred over JSON (the first of the two listed wins; no q-value games). */
+function wantsCsv(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
+  const csv = types.indexOf('text/csv');
+  const json = types.findIndex((t) => t === 'application/json' || t === '*/*');
+  return csv >= 0 && (json < 0 || csv < json);
+}
+
 function present(r: Awaited<ReturnType<typeof listRemittances>>['items'][number]) {
   return {
     id: r.id,

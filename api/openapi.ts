@@ -1,5 +1,7 @@
 // The OpenAPI document served at GET /openapi.json. Kept next to the routes it describes.
 
+import { REMITTANCE_CSV_COLUMNS } from '../lib/remittance-csv';
+
 const key = {
   type: 'object',
   properties: Object.fromEntries(['billingProvider', 'billingAccountId', 'orgId', 'productTag', 'metric', 'sla', 'usage'].map((k) => [k, { type: 'string' }])),
@@ -88,9 +90,23 @@ export function openApiDocument() {
       '/v1/remittances': {
         get: {
           summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods',
+          description:
+            'As JSON, or as CSV for spreadsheets with format=csv or Accept: text/csv (listed before application/json): RFC 4180, CRLF line ends, a header line, one row per item of the same page with the same values and reasons (columns: ' +
+            REMITTANCE_CSV_COLUMNS.map(([name]) => name).join(', ') +
+            '); the next page\'s cursor is in the X-Next-Cursor header.',
           security: bearer,
-          parameters: [...remittanceFilters, ...page],
-          responses: responses({ type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } }),
+          parameters: [...remittanceFilters, ...page, { name: 'format', in: 'query', schema: { type: 'string', enum: ['json', 'csv'], default: 'json' } }],
+          responses: {
+            ...responses({ type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } }),
+            200: {
+              description: 'OK',
+              headers: { 'X-Next-Cursor': { description: 'CSV only: the cursor of the next page, absent on the last', schema: { type: 'string' } } },
+              content: {
+                'application/json': { schema: { type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } } },
+                'text/csv': { schema: { type: 'string' } },
+              },
+            },
+          },
         },
       },
       '/v1/remittances/summary': {

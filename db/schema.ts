@@ -225,6 +225,8 @@ export const usagePulls = pgTable(
     attempts: integer('attempts').notNull().default(0),
     lastError: text('last_error'),
     tallies: integer('tallies'),
+    /** Series of the last read left out because they cannot be billed (issue 12; reasons in last_error). */
+    rejected: integer('rejected').notNull().default(0),
     pulledAt: ts('pulled_at'),
   },
   (t) => [index('usage_pulls_status').on(t.status, t.hour), check('usage_pulls_status_known', sql`${t.status} IN ('pulling', 'pulled', 'failed')`)],

@@ -14,6 +14,8 @@ export interface UsagePullRow {
   attempts: number;
   lastError: string | null;
   tallies: number | null;
+  /** Series of the last read that could not be billed and were left out (reasons in lastError). */
+  rejected: number;
   pulledAt: string | null;
 }
 
@@ -33,11 +35,12 @@ interface RawRow {
   attempts: number;
   last_error: string | null;
   tallies: number | null;
+  rejected: number;
   pulled_at: Date | null;
 }
 
 function toRow(r: RawRow): UsagePullRow {
-  return { hour: r.hour.toISOString(), status: r.status, attempts: r.attempts, lastError: r.last_error, tallies: r.tallies, pulledAt: r.pulled_at?.toISOString() ?? null };
+  return { hour: r.hour.toISOString(), status: r.status, attempts: r.attempts, lastError: r.last_error, tallies: r.tallies, rejected: r.rejected, pulledAt: r.pulled_at?.toISOString() ?? null };
 }
 
 /** An attempt starts: the hour is `pulling`, attempts + 1. */
@@ -56,19 +59,20 @@ export async function recordPullError(database: Database, hourMs: number, messag
   await database.pool.query(`UPDATE usage_pulls SET last_error = $2 WHERE hour = $1`, [new Date(hourMs), clip(message)]);
 }
 
-export async function markPulled(database: Database, hourMs: number, tallies: number): Promise<UsagePullRow> {
+/** Stored: `tallies` of them; `rejected` series left out, `note` says which and why. */
+export async function markPulled(database: Database, hourMs: number, tallies: number, rejected = 0, note: string | null = null): Promise<UsagePullRow> {
   const r = await database.pool.query<RawRow>(
-    `UPDATE usage_pulls SET status = 'pulled', tallies = $2, last_error = NULL, pulled_at = now() WHERE hour = $1 RETURNING *`,
-    [new Date(hourMs), tallies],
+    `UPDATE usage_pulls SET status = 'pulled', tallies = $2, rejected = $3, last_error = $4, pulled_at = now() WHERE hour = $1 RETURNING *`,
+    [new Date(hourMs), tallies, rejected, note === null ? null : clip(note)],
   );
   return toRow(r.rows[0]!);
 }
 
 /** The source's data for the hour cannot be billed; nothing of it was stored. */
-export async function markPullFailed(database: Database, hourMs: number, reason: string): Promise<UsagePullRow> {
+export async function markPullFailed(database: Database, hourMs: number, reason: string, rejected = 0): Promise<UsagePullRow> {
   const r = await database.pool.query<RawRow>(
-    `UPDATE usage_pulls SET status = 'failed', tallies = 0, last_error = $2 WHERE hour = $1 RETURNING *`,
-    [new Date(hourMs), clip(reason)],
+    `UPDATE usage_pulls SET status = 'failed', tallies = 0, rejected = $3, last_error = $2 WHERE hour = $1 RETURNING *`,
+    [new Date(hourMs), clip(reason), rejected],
   );
   return toRow(r.rows[0]!);
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_CLI_ARGS } from '../workflows/definitions';
 import { ensureTemporalCli } from './lib/temporal-cli';
+import { ensurePrometheusBinaries, preparePrometheus } from './lib/prometheus';
 import { Supervisor } from './lib/supervisor';
 import { writePrivateFile } from './lib/private-file';
 
@@ -199,6 +200,29 @@ async function main() {
     say(`Starting the remit API on ${apiUrl} ...`);
     await sup.start({ name: 'api', command: process.execPath, args: [...tsx, path.join(root, 'api', 'main.ts')], env: serviceEnv, ready: () => httpReady(`${apiUrl}/healthz`) });
 
+    // Monitoring (issue 12): a real Prometheus (Debian's, installed when missing) scraping the API
+    // and the worker, with ops/prometheus/alerts.yml loaded: what operators run, alerts included.
+    // A separate process and port from the usage source above (the emulator, or REMIT_PROMETHEUS_URL),
+    // which remit reads; this one reads remit. REMIT_MONITORING=off leaves it out.
+    let monitoringUrl: string | undefined;
+    if (env.REMIT_MONITORING !== 'off') {
+      const bins = await ensurePrometheusBinaries((m: string) => say(`  ${m}`));
+      const port = await pickPort(9091);
+      monitoringUrl = `http://127.0.0.1:${port}`;
+      const { args } = preparePrometheus(path.join(stateDir, 'monitoring'), port, {
+        interval: env.REMIT_MONITORING_INTERVAL || '15s',
+        ruleFiles: [path.join(root, 'ops', 'prometheus', 'alerts.yml')],
+        scrape: [
+          { job: 'remit-api', targets: [`127.0.0.1:${apiPort}`] },
+          { job: 'remit-worker', targets: [`127.0.0.1:${workerMetricsPort}`] },
+        ],
+        remoteWrite: false,
+      });
+      say(`Starting Prometheus (${bins.version}) for monitoring on ${monitoringUrl}, scraping the API and the worker, with ops/prometheus/alerts.yml ...`);
+      await sup.start({ name: 'monitoring-prometheus', command: bins.prometheus, args, ready: () => httpReady(`${monitoringUrl}/-/ready`) });
+      state.monitoring = { prometheus: monitoringUrl, alerts: `${monitoringUrl}/alerts`, targets: `${monitoringUrl}/targets`, rules: path.join(root, 'ops', 'prometheus', 'alerts.yml') };
+    }
+
     Object.assign(state, {
       api: apiUrl,
       openapi: `${apiUrl}/openapi.json`,
@@ -222,7 +246,8 @@ remit is running (one "hour" = ${hourSeconds} s). Ctrl-C stops everything.
   Temporal UI     ${uiUrl ?? '(external Temporal)'}        Temporal frontend: ${temporalAddress}
   AWS emulator    ${emulators.aws?.url ?? '(real endpoint)'}          admin: ${emulators.aws?.admin ?? '-'}/records
   Azure emulator  ${emulators.azure?.url ?? '(real endpoint)'}         Entra: ${emulators.entra?.url ?? '-'}
-  Prometheus      ${emulators.prometheus?.url ?? env.REMIT_PROMETHEUS_URL}          (usage source of the hourly pull)
+  usage source    ${emulators.prometheus?.url ?? env.REMIT_PROMETHEUS_URL}          (Prometheus${emulators.prometheus ? ' emulator' : ''} the hourly pull reads)
+  monitoring      ${monitoringUrl ?? '(off)'}          (Prometheus scraping the API and the worker, alerts: ${monitoringUrl ? `${monitoringUrl}/alerts` : '-'})
   ingest token    ${t.ingest}
   operator token  ${t.operator}
   state           ${stackFile}

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, request } from 'undici';
 import { Decimal } from '../domain/decimal';
-import { UsageDataError, UsageReadError, type HourToRead, type RawTally, type UsageSource } from './source';
+import { UsageReadError, type HourRead, type HourToRead, type RawTally, type UsageSource } from './source';
 
 export const DEFAULT_USAGE_QUERIES_PATH = resolve(__dirname, '..', 'config', 'usage-queries.json');
 
@@ -147,15 +147,17 @@ const PROM_FLOAT_RE = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 
 /**
  * The tallies of one query's answer (the `data` of a successful /api/v1/query response) for
- * hour `hourMs`. Series that map to the same key are summed exactly. Throws UsageDataError
- * naming every series that cannot be billed.
+ * hour `hourMs`, and one reason per series that cannot be billed (a whole answer of the wrong
+ * shape is one reason). Series that map to the same key are summed exactly; a bad series is
+ * left out alone, so that it never holds back the usage of other keys.
  */
-export function mapQueryResult(data: unknown, q: UsageQuery, hourMs: number): RawTally[] {
+export function mapQueryResult(data: unknown, q: UsageQuery, hourMs: number): HourRead {
   const where = `${q.productTag} ${q.metric}`;
-  if (!isObject(data) || !Array.isArray(data.result)) throw new UsageDataError([`${where}: the answer has no result list`]);
-  if (data.resultType !== 'vector') throw new UsageDataError([`${where}: the query must return an instant vector, got ${JSON.stringify(data.resultType)}; aggregate it (sum by (...)) in config/usage-queries.json`]);
+  if (!isObject(data) || !Array.isArray(data.result)) return { tallies: [], rejected: [`${where}: the answer has no result list`] };
+  if (data.resultType !== 'vector') return { tallies: [], rejected: [`${where}: the query must return an instant vector, got ${JSON.stringify(data.resultType)}; aggregate it (sum by (...)) in config/usage-queries.json`] };
   const problems: string[] = [];
   const byKey = new Map<string, { tally: Omit<RawTally, 'value'>; value: Decimal }>();
+  const keyId = (f: Record<LabelField, string>) => [f.billingProvider, f.billingAccountId, f.orgId, f.sla, f.usage].join('\u0000');
   const hour = new Date(hourMs).toISOString();
   for (const series of data.result as unknown[]) {
     if (!isObject(series) || !isObject(series.metric)) {
@@ -191,13 +193,12 @@ export function mapQueryResult(data: unknown, q: UsageQuery, hourMs: number): Ra
     }
     if (!ok || value === null) continue;
     const tally = { orgId: fields.orgId, productTag: q.productTag, metric: q.metric, sla: fields.sla, usage: fields.usage, billingProvider: fields.billingProvider, billingAccountId: fields.billingAccountId, hour };
-    const id = [tally.billingProvider, tally.billingAccountId, tally.orgId, tally.sla, tally.usage].join('\u0000');
+    const id = keyId(fields);
     const prev = byKey.get(id);
     if (prev) prev.value = prev.value.add(value);
     else byKey.set(id, { tally, value });
   }
-  if (problems.length > 0) throw new UsageDataError(problems);
-  return [...byKey.values()].map(({ tally, value }) => ({ ...tally, value: value.toNumber() }));
+  return { tallies: [...byKey.values()].map(({ tally, value }) => ({ ...tally, value: value.toNumber() })), rejected: problems };
 }
 
 /** Why a non-200 Prometheus answer failed, from its JSON error body when there is one. */
@@ -246,20 +247,19 @@ export class PrometheusSource implements UsageSource {
     return this.o.queries;
   }
 
-  async readHour(h: HourToRead): Promise<RawTally[]> {
+  async readHour(h: HourToRead): Promise<HourRead> {
     const settled = await Promise.allSettled(this.o.queries.map((q) => this.readQuery(q, h)));
-    const problems: string[] = [];
+    const out: HourRead = { tallies: [], rejected: [] };
     for (const s of settled) {
-      if (s.status === 'fulfilled') continue;
       // A read failure wins: the hour is read again anyway, and may then be fine.
-      if (!(s.reason instanceof UsageDataError)) throw s.reason instanceof UsageReadError ? s.reason : new UsageReadError(String((s.reason as Error)?.message ?? s.reason));
-      problems.push(...s.reason.problems);
+      if (s.status === 'rejected') throw s.reason instanceof UsageReadError ? s.reason : new UsageReadError(String((s.reason as Error)?.message ?? s.reason));
+      out.tallies.push(...s.value.tallies);
+      out.rejected.push(...s.value.rejected);
     }
-    if (problems.length > 0) throw new UsageDataError(problems);
-    return settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
+    return out;
   }
 
-  private async readQuery(q: UsageQuery, h: HourToRead): Promise<RawTally[]> {
+  private async readQuery(q: UsageQuery, h: HourToRead): Promise<HourRead> {
     const where = `${q.productTag} ${q.metric}`;
     const params = new URLSearchParams({
       query: expandQuery(q.query, h.hourLengthMs),

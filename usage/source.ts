@@ -8,10 +8,14 @@
 // - UsageReadError (retryable): the source could not be read (network, timeout, 5xx, 429, a
 //   query the server refused). Nothing is known about the hour; the pull is retried with backoff
 //   until it succeeds. The original system dropped the hour here; remit never does.
-// - UsageDataError (permanent): the source answered, but what it said cannot be billed (a value
-//   that is not a finite number >= 0, a series without the labels of a key, an answer of the
-//   wrong shape). Reading again gives the same answer, so the hour is recorded as failed with
-//   these reasons and nothing of it is stored, until an operator fixes the data and re-pulls.
+// - rejected series (permanent, per series): the source answered, but part of what it said
+//   cannot be billed (a value that is not a finite number >= 0, a series without the labels of a
+//   key, an answer of the wrong shape). Reading again gives the same answer. One bad series must
+//   not stop the hour for everyone (the original system skipped only the bad measurement): the
+//   source returns them in `rejected`, every good series is stored, and the hour's usage_pulls row
+//   keeps the reasons until an operator fixes the data and re-pulls.
+// - UsageDataError (permanent, whole hour): for a source that cannot tell good from bad parts; the
+//   hour is recorded as failed with these reasons and nothing of it is stored.
 
 /** One tally as the API takes it (interface.md, `POST /v1/tallies`). */
 export interface RawTally {
@@ -35,15 +39,22 @@ export interface HourToRead {
   hourLengthMs: number;
 }
 
+/** What a source read for one hour. */
+export interface HourRead {
+  tallies: RawTally[];
+  /** One human sentence per series that cannot be billed (it names the series and why). */
+  rejected: string[];
+}
+
 export interface UsageSource {
   /** Short name for logs and the usage_pulls table ("prometheus"). */
   readonly name: string;
   /**
-   * Every tally of the hour. Tallies for the same key and hour may repeat (the last one wins, as
-   * in a batch). Throws UsageReadError when the read may succeed later, UsageDataError when the
-   * answer itself is unusable.
+   * Every tally of the hour, and every series that cannot be billed. Tallies for the same key and
+   * hour may repeat (the last one wins, as in a batch). Throws UsageReadError when the read may
+   * succeed later, UsageDataError when the answer as a whole is unusable.
    */
-  readHour(hour: HourToRead): Promise<RawTally[]>;
+  readHour(hour: HourToRead): Promise<HourRead>;
   /** Release connections. */
   close?(): Promise<void>;
 }

@@ -15,9 +15,11 @@ import { deleteUsagePullSchedule, ensureUsagePullSchedule } from './usage-pull-s
 /**
  * Temporal's runtime: its logs (workflow, activity, SDK and core) through our pino logger, and
  * its metrics (temporal_activity_execution_failed, temporal_workflow_task_schedule_to_start_latency,
- * ...) on a Prometheus endpoint when REMIT_WORKER_METRICS_PORT is set.
+ * ...) on a Prometheus endpoint when REMIT_WORKER_METRICS_PORT is set, on the address
+ * REMIT_WORKER_METRICS_HOST (default 127.0.0.1, loopback only; 0.0.0.0 or the pod's address so
+ * that a Prometheus on another host can scrape it).
  */
-function installRuntime(log: ReturnType<typeof createLogger>, metricsPort: string | undefined) {
+function installRuntime(log: ReturnType<typeof createLogger>, metricsPort: string | undefined, metricsHost = '127.0.0.1') {
   const level = (log.level === 'debug' || log.level === 'trace' ? 'DEBUG' : log.level === 'warn' ? 'WARN' : log.level === 'error' ? 'ERROR' : 'INFO') as LogLevel;
   const temporalLog = log.child({ component: 'temporal' });
   Runtime.install({
@@ -26,14 +28,14 @@ function installRuntime(log: ReturnType<typeof createLogger>, metricsPort: strin
       temporalLog[fn](e.meta ?? {}, e.message);
     }),
     // Loopback unless REMIT_WORKER_METRICS_HOST says otherwise (a container: 0.0.0.0, scraped on its private network).
-    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `${process.env.REMIT_WORKER_METRICS_HOST || '127.0.0.1'}:${metricsPort}` } } } } : {}),
+    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${metricsPort}` } } } } : {}),
   });
 }
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger('worker', cfg.logLevel);
-  installRuntime(log, process.env.REMIT_WORKER_METRICS_PORT);
+  installRuntime(log, process.env.REMIT_WORKER_METRICS_PORT, process.env.REMIT_WORKER_METRICS_HOST || undefined);
   if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required for the worker (the local stack sets it)');
   const databaseUrl = cfg.databaseUrl;
   await untilReady('the database', () => migrate(databaseUrl), log);

@@ -5,6 +5,7 @@ import { ApiClient } from '../api';
 import { oneLine, plural, printJson, table } from '../format';
 import { apiSettings, loadStack } from '../stack';
 import { GROUP_BY } from '../../db/reports';
+import { remittancesCsvHeader, remittancesCsvRows } from '../../lib/remittance-csv';
 import { MARKETPLACES } from '../../domain/key';
 import { REMITTANCE_STATUSES } from '../../workflows/definitions';
 
@@ -55,8 +56,9 @@ export const report: Command = {
     all: { type: 'boolean' },
     cursor: { type: 'string' },
     'group-by': { type: 'string' },
+    csv: { type: 'boolean' },
   },
-  help: `Usage: remit report [filters] [--group-by FIELDS] [--limit N | --all] [--json]
+  help: `Usage: remit report [filters] [--group-by FIELDS] [--limit N | --all] [--json | --csv]
 
 What was remitted and what not, and why: totals by status (GET /v1/remittances/summary), then
 one line per remittance, newest hour first (GET /v1/remittances), with its status, error code,
@@ -77,6 +79,9 @@ Output:
   --all                        list every matching remittance
   --cursor CURSOR              continue a listing where the last one stopped
   --json                       print {filters, summary, items, nextCursor} as JSON
+  --csv                        print the remittances as CSV (RFC 4180, a header line, one row per
+                               remittance, the same rows and reasons as the JSON; no totals), for
+                               spreadsheets: remit report --all --csv > remittances.csv
 
 Where the API is: --api URL --token-file FILE (or --token TOKEN), else REMIT_API_URL / REMIT_OPERATOR_TOKEN_FILE /
 REMIT_OPERATOR_TOKEN, else
@@ -106,12 +111,15 @@ Examples:
     if (all && limitFlag !== undefined) throw new UsageError('give --limit or --all, not both');
     const limit = all ? Infinity : (limitFlag ?? 50);
     const cursor0 = str(v, 'cursor');
+    const csv = bool(v, 'csv');
+    if (csv && bool(v, 'json')) throw new UsageError('give --json or --csv, not both');
+    if (csv && groupBy?.length) throw new UsageError('--group-by makes totals, which the CSV does not have: leave it out, or use --json');
 
     const stack = loadStack(str(v, 'stack'), io);
     const api = apiSettings({ api: str(v, 'api'), token: str(v, 'token'), tokenFile: str(v, 'token-file') }, io, stack);
     const client = new ApiClient(api.url, api.token, { source: api.source });
 
-    const summary = await client.get<Summary>('/v1/remittances/summary', { ...filters, groupBy: groupBy?.join(',') });
+    const summary = csv ? undefined : await client.get<Summary>('/v1/remittances/summary', { ...filters, groupBy: groupBy?.join(',') });
     const items: RemittanceItem[] = [];
     let cursor: string | null | undefined = cursor0;
     do {
@@ -120,6 +128,12 @@ Examples:
       cursor = page.nextCursor;
     } while (cursor && items.length < limit);
 
+    if (csv || !summary) {
+      // CRLF line ends, as the API's CSV: io.out adds the final "\n" of each line.
+      io.out((remittancesCsvHeader() + remittancesCsvRows(items)).slice(0, -1));
+      if (cursor) io.err(`More: add --cursor ${cursor} (or --all).`);
+      return 0;
+    }
     const shownFilters = Object.fromEntries(Object.entries(filters).filter(([, x]) => x !== undefined));
     if (bool(v, 'json')) {
       printJson(io.out, { filters: shownFilters, summary, items, nextCursor: cursor ?? null });

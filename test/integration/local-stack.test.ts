@@ -37,8 +37,8 @@ after(async () => {
 
 describe('the local stack (npm start)', () => {
   it('runs the product, bills the README example, restarts a dead part, and stops everything on Ctrl-C', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, REMIT_STATE_DIR: stateDir, REMIT_HOUR_SECONDS: String(HOUR_S), REMIT_API_PORT: '0' };
-    for (const v of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN']) delete env[v];
+    const env: NodeJS.ProcessEnv = { ...process.env, REMIT_STATE_DIR: stateDir, REMIT_HOUR_SECONDS: String(HOUR_S), REMIT_API_PORT: '0', REMIT_MONITORING_INTERVAL: '1s' };
+    for (const v of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN', 'REMIT_MONITORING']) delete env[v];
     stack = spawn(process.execPath, [path.join(root, 'scripts', 'bootstrap.mjs'), 'stack'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     stack.stdout!.on('data', (d) => (output += String(d)));
     stack.stderr!.on('data', (d) => (output += String(d)));
@@ -46,13 +46,26 @@ describe('the local stack (npm start)', () => {
     const state = readState();
     // It holds the tokens: readable by its owner only.
     for (const f of ['local-stack.json', 'tokens.json']) assert.equal(fs.statSync(path.join(stateDir, f)).mode & 0o777, 0o600, f);
-    for (const name of ['temporal', 'database', 'aws-emulator', 'azure-emulator', 'worker', 'api']) assert.ok(alive(state.pids[name]), `${name} runs`);
+    for (const name of ['temporal', 'database', 'aws-emulator', 'azure-emulator', 'worker', 'api', 'monitoring-prometheus']) assert.ok(alive(state.pids[name]), `${name} runs`);
     assert.match(output, /ingest token\s+\S+/);
     assert.ok(fs.existsSync(state.temporal.cli), 'the Temporal CLI it used');
 
     // The Web UI and the API answer.
     assert.equal((await fetch(state.temporal.webUi)).status, 200);
     assert.equal((await fetch(`${state.api}/readyz`)).status, 200);
+
+    // The monitoring Prometheus (not the usage source) scrapes the API and the worker, with every alert rule loaded.
+    const prom = state.monitoring.prometheus as string;
+    assert.notEqual(prom, state.emulators.prometheus.url);
+    assert.match(output, new RegExp(`monitoring\\s+${prom.replace(/[.]/g, '\\.')}`));
+    await eventually(async () => {
+      const t = (await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: Array<{ health: string; labels: { job: string } }> } };
+      const up = t.data.activeTargets.filter((x) => x.health === 'up').map((x) => x.labels.job).sort();
+      return up.join(',') === 'remit-api,remit-worker';
+    }, 60_000, 'the API and the worker to be scraped');
+    const rules = (await (await fetch(`${prom}/api/v1/rules`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string }> }> } };
+    const loaded = rules.data.groups.flatMap((g) => g.rules);
+    assert.ok(loaded.length >= 17 && loaded.every((x) => x.health !== 'err'), JSON.stringify(loaded.map((x) => [x.name, x.health])));
 
     // The README's example, as printed.
     const example = output.match(/-d '(\{"tallies".*\})'/);

@@ -269,7 +269,7 @@ describe('ops/prometheus/alerts.yml', () => {
       assert.ok(r.annotations?.description?.length > 20, `${r.alert} has a description`);
       assert.match(r.annotations?.runbook_url ?? '', /^docs\/operations\.md#[a-z0-9_-]+$/, `${r.alert} links the runbook`);
       if (r.for !== undefined) assert.match(r.for, /^\d+[smhd]$/, `${r.alert} for: is a duration`);
-      // Balanced brackets: a cheap guard against a broken expression where promtool is missing.
+      // Balanced brackets: a cheap first guard; promtool itself checks and evaluates every rule in test/unit/alert-rules.test.ts.
       for (const [o, c] of ['()', '{}', '[]']) assert.equal(r.expr.split(o!).length, r.expr.split(c!).length, `${r.alert}: balanced ${o}${c}`);
     }
     assert.ok(rules.length >= 10, `a useful set of alerts (${rules.length})`);

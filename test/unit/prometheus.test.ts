@@ -17,7 +17,7 @@ import {
   UsageQueriesError,
   type UsageQuery,
 } from '../../usage/prometheus';
-import { UsageDataError } from '../../usage/source';
+import type { HourRead } from '../../usage/source';
 
 const HOUR = 3_600_000;
 const H = Date.parse('2026-03-15T09:00:00Z');
@@ -36,19 +36,20 @@ function series(labels: Record<string, string>, value: string) {
 
 const labels = { external_organization: 'org-1', support: 'Premium', usage: 'Production', billing_marketplace: 'aws', billing_marketplace_account: '111122223333' };
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof UsageDataError, `expected a UsageDataError, got ${String(err)}`);
-    assert.equal(err.retryable, false);
-    return err.problems;
-  }
-  assert.fail('expected a UsageDataError');
+/** The rejected series of an answer, which must leave out every tally. */
+function problemsOf(read: HourRead): string[] {
+  assert.ok(read.rejected.length > 0, 'expected rejected series');
+  assert.deepEqual(read.tallies, [], 'a bad series gives no tally');
+  return read.rejected;
 }
 
+const tallies = (read: HourRead) => {
+  assert.deepEqual(read.rejected, []);
+  return read.tallies;
+};
+
 test('a vector maps to one tally per series, in the API body shape, at the hour start', () => {
-  const out = mapQueryResult({ resultType: 'vector', result: [series(labels, '16'), series({ ...labels, external_organization: 'org-2', billing_marketplace: 'azure' }, '0.5')] }, q, H);
+  const out = tallies(mapQueryResult({ resultType: 'vector', result: [series(labels, '16'), series({ ...labels, external_organization: 'org-2', billing_marketplace: 'azure' }, '0.5')] }, q, H));
   assert.deepEqual(out, [
     { orgId: 'org-1', productTag: 'rosa', metric: 'Cores', sla: 'Premium', usage: 'Production', billingProvider: 'aws', billingAccountId: '111122223333', hour: '2026-03-15T09:00:00.000Z', value: 16 },
     { orgId: 'org-2', productTag: 'rosa', metric: 'Cores', sla: 'Premium', usage: 'Production', billingProvider: 'azure', billingAccountId: '111122223333', hour: '2026-03-15T09:00:00.000Z', value: 0.5 },
@@ -60,14 +61,16 @@ test('a vector maps to one tally per series, in the API body shape, at the hour 
 });
 
 test('an empty vector is an hour without usage, not an error', () => {
-  assert.deepEqual(mapQueryResult({ resultType: 'vector', result: [] }, q, H), []);
+  assert.deepEqual(mapQueryResult({ resultType: 'vector', result: [] }, q, H), { tallies: [], rejected: [] });
 });
 
 test('series of the same key (several instances) are summed exactly; extra labels do not split keys', () => {
-  const out = mapQueryResult(
-    { resultType: 'vector', result: [series({ ...labels, _id: 'cluster-a' }, '0.1'), series({ ...labels, _id: 'cluster-b' }, '0.2'), series({ ...labels, _id: 'cluster-c' }, '1e-7')] },
-    q,
-    H,
+  const out = tallies(
+    mapQueryResult(
+      { resultType: 'vector', result: [series({ ...labels, _id: 'cluster-a' }, '0.1'), series({ ...labels, _id: 'cluster-b' }, '0.2'), series({ ...labels, _id: 'cluster-c' }, '1e-7')] },
+      q,
+      H,
+    ),
   );
   assert.equal(out.length, 1);
   assert.equal(out[0]!.value, 0.3000001, 'exact decimal sum, not 0.30000010000000004');
@@ -75,36 +78,39 @@ test('series of the same key (several instances) are summed exactly; extra label
 
 test('a missing or empty label takes the default; without a default the series is bad data', () => {
   const { usage: _u, ...noUsage } = labels;
-  assert.equal(mapQueryResult({ resultType: 'vector', result: [series({ ...noUsage }, '1')] }, q, H)[0]!.usage, 'Production');
-  assert.equal(mapQueryResult({ resultType: 'vector', result: [series({ ...labels, usage: '' }, '1')] }, q, H)[0]!.usage, 'Production');
+  assert.equal(tallies(mapQueryResult({ resultType: 'vector', result: [series({ ...noUsage }, '1')] }, q, H))[0]!.usage, 'Production');
+  assert.equal(tallies(mapQueryResult({ resultType: 'vector', result: [series({ ...labels, usage: '' }, '1')] }, q, H))[0]!.usage, 'Production');
   const { billing_marketplace_account: _a, ...noAccount } = labels;
-  const problems = problemsOf(() => mapQueryResult({ resultType: 'vector', result: [series(noAccount, '1')] }, q, H));
+  const problems = problemsOf(mapQueryResult({ resultType: 'vector', result: [series(noAccount, '1')] }, q, H));
   assert.equal(problems.length, 1);
   assert.match(problems[0]!, /rosa Cores series \{.*external_organization="org-1".*\}: no billingAccountId \(label "billing_marketplace_account" is missing/);
 });
 
 test('values Prometheus can render that cannot be billed are bad data, every one named', () => {
   const bad = ['NaN', '+Inf', '-Inf', '-1', '-0.0001', 'abc', ''];
-  const problems = problemsOf(() => mapQueryResult({ resultType: 'vector', result: bad.map((v, i) => series({ ...labels, external_organization: `org-${i}` }, v)) }, q, H));
+  const problems = problemsOf(mapQueryResult({ resultType: 'vector', result: bad.map((v, i) => series({ ...labels, external_organization: `org-${i}` }, v)) }, q, H));
   assert.equal(problems.length, bad.length, problems.join('\n'));
   assert.match(problems[0]!, /value "NaN" is not a finite number/);
   assert.match(problems[3]!, /value -1 is negative/);
-  // One bad series spoils the hour: nothing partial.
-  problemsOf(() => mapQueryResult({ resultType: 'vector', result: [series(labels, '4'), series({ ...labels, external_organization: 'x' }, 'NaN')] }, q, H));
+  // One bad series does not spoil the others: the good one is kept, the bad one named.
+  const mixed = mapQueryResult({ resultType: 'vector', result: [series(labels, '4'), series({ ...labels, external_organization: 'x' }, 'NaN')] }, q, H);
+  assert.deepEqual(mixed.tallies.map((t) => [t.orgId, t.value]), [['org-1', 4]]);
+  assert.equal(mixed.rejected.length, 1);
+  assert.match(mixed.rejected[0]!, /external_organization="x".*value "NaN"/);
 });
 
 test('Go float spellings that are numbers are accepted', () => {
   for (const [text, value] of [['1e+21', 1e21], ['.5', 0.5], ['5.', 5], ['+3', 3], ['0', 0], ['-0', 0], ['2.5E-3', 0.0025]] as const) {
-    assert.equal(mapQueryResult({ resultType: 'vector', result: [series(labels, text)] }, q, H)[0]!.value, value, text);
+    assert.equal(tallies(mapQueryResult({ resultType: 'vector', result: [series(labels, text)] }, q, H))[0]!.value, value, text);
   }
 });
 
 test('answers of the wrong shape are bad data with a hint', () => {
-  assert.match(problemsOf(() => mapQueryResult({ resultType: 'matrix', result: [] }, q, H))[0]!, /must return an instant vector, got "matrix"; aggregate it/);
-  assert.match(problemsOf(() => mapQueryResult({ resultType: 'scalar', result: [1, '2'] }, q, H))[0]!, /instant vector/);
-  assert.match(problemsOf(() => mapQueryResult(null, q, H))[0]!, /no result list/);
-  assert.match(problemsOf(() => mapQueryResult({ resultType: 'vector', result: [{ metric: labels, histogram: [1, {}] }] }, q, H))[0]!, /native histogram/);
-  assert.match(problemsOf(() => mapQueryResult({ resultType: 'vector', result: ['x'] }, q, H))[0]!, /without labels/);
+  assert.match(problemsOf(mapQueryResult({ resultType: 'matrix', result: [] }, q, H))[0]!, /must return an instant vector, got "matrix"; aggregate it/);
+  assert.match(problemsOf(mapQueryResult({ resultType: 'scalar', result: [1, '2'] }, q, H))[0]!, /instant vector/);
+  assert.match(problemsOf(mapQueryResult(null, q, H))[0]!, /no result list/);
+  assert.match(problemsOf(mapQueryResult({ resultType: 'vector', result: [{ metric: labels, histogram: [1, {}] }] }, q, H))[0]!, /native histogram/);
+  assert.match(problemsOf(mapQueryResult({ resultType: 'vector', result: ['x'] }, q, H))[0]!, /without labels/);
 });
 
 test('$hour becomes one hour as a PromQL duration, scaled hours included', () => {
