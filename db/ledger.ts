@@ -154,8 +154,10 @@ async function gatherPeriods(c: PoolClient, key: RemittanceKey, k: string, hourM
       `SELECT COALESCE(SUM(value), 0)::text AS mtd, COUNT(*)::text AS n FROM tallies WHERE key = $1 AND period = $2 AND hour <= $3`,
       [k, period, new Date(evaluatedAtMs)],
     );
-    const earlier = await c.query<{ status: RemittanceStatus; bill: number; gratis: boolean }>(
-      `SELECT r.status, p.bill, p.gratis FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
+    // The claim (metric units) too: billing.md counts what was remitted in metric units, so a
+    // billing factor changed mid-month re-values the month's earlier claims (domain/billing.ts).
+    const earlier = await c.query<{ status: RemittanceStatus; bill: number; claim: string; gratis: boolean }>(
+      `SELECT r.status, p.bill, p.claim::text AS claim, p.gratis FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
        WHERE p.key = $1 AND p.period = $2 AND ($3::text IS NULL OR r.id <> $3)`,
       [k, period, excludeId],
     );
