@@ -18,7 +18,7 @@ import { storeTallies } from '../db/tallies';
 import { beginPull, markPullFailed, markPulled, planPulls, recordPullError, type PullPlan } from '../db/usage-pulls';
 import type { Catalog } from '../domain/catalog';
 import type { RemittanceKey } from '../domain/key';
-import { validateTallyBatch } from '../domain/tally';
+import { ROLLUP_VALUE, rollupFieldOf, validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { UsageDataError, UsageReadError, type RawTally, type UsageSource } from '../usage/source';
@@ -47,6 +47,8 @@ export interface PullHourResult {
   reason?: string;
   /** Set when the remittances could not be started now; the hourly sweep starts them. */
   scheduling?: string;
+  /** Roll-up rows (`_ANY`) of the hour left out, and why; absent when there were none. */
+  skipped?: { rollups: number; reason: string };
 }
 
 const MAX_REASONS = 20;
@@ -109,9 +111,19 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         clearInterval(beat);
       }
 
+      // Roll-up rows (`_ANY`) repeat the specific rows' usage: the API refuses them, and here they
+      // are left out (counted, with the reason) rather than failing the hour, whose specific rows
+      // are exactly what is to be billed.
+      const rollups = raw.filter((t) => rollupFieldOf(t) !== null);
+      const skipped = rollups.length > 0 ? { rollups: rollups.length, reason: `${rollups.length} roll-up row(s) (${ROLLUP_VALUE} in ${rollupFieldOf(rollups[0])}, e.g.${who(rollups[0])}) left out: they sum the specific rows, billing them would bill the same usage twice; exclude them in the query` } : undefined;
+      if (skipped) {
+        raw = raw.filter((t) => rollupFieldOf(t) === null);
+        log.warn({ skipped }, 'usage pull left out roll-up rows');
+      }
+
       // Exactly the API's ingestion: all-or-nothing validation, one upsert, then the current hour's remittances.
       const nowMs = now();
-      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
+      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
       if (!v.ok) {
         const problems = v.errors.map((e) => (e.index < 0 ? `${e.field}: ${e.message}` : `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`));
         if (v.omittedErrors > 0) problems.push(`${v.omittedErrors} more invalid fields`);
@@ -133,7 +145,7 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
       }
       const row = await markPulled(database, hourMs, v.tallies.length);
       log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
-      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts, ...(scheduling ? { scheduling } : {}) };
+      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, attempts: row.attempts, ...(scheduling ? { scheduling } : {}), ...(skipped ? { skipped } : {}) };
     },
   };
 }
