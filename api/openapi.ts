@@ -86,7 +86,7 @@ export function openApiDocument() {
       '/v1/contracts': { get: { summary: 'List contracts', security: bearer, parameters: [{ name: 'orgId', in: 'query', schema: { type: 'string' } }, { name: 'billingAccountId', in: 'query', schema: { type: 'string' } }, ...page], responses: responses({ type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } }) } },
       '/v1/remittances': {
         get: {
-          summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods',
+          summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods, and keyParked ({since, reason, errorCode}) while its key is parked after repeated rejections',
           security: bearer,
           parameters: [...remittanceFilters, ...page],
           responses: responses({ type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } }),

@@ -3,6 +3,7 @@
 
 import type { Database } from './client';
 import { markKeysOwing, withTransaction } from './ledger';
+import { resumeKeys } from './parking';
 import type { Contract } from '../domain/contracts';
 import type { RemittanceKey } from '../domain/key';
 
@@ -53,6 +54,7 @@ export async function putContract(database: Database, c: Contract): Promise<{ cr
       }
     }
     await markKeysOwing(tx, [...seen]);
+    await resumeKeys(tx, [...seen]); // a contract change may be what a parked key waited for
     return { created: !old, changed: true, keys };
   });
 }

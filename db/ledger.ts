@@ -22,6 +22,8 @@ import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
 import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
 import type { TimeSettings } from '../config/env';
+import { forgetLatePeriods, latePeriodsOf } from './late-periods';
+import { NOT_PARKED, clearRejections, countRejection, holdIfParked } from './parking';
 
 export { NOT_REMITTED };
 
@@ -140,10 +142,13 @@ async function gatherPeriods(c: PoolClient, key: RemittanceKey, k: string, hourM
   // Current and previous month always; older months only while they hold an amount that did
   // not reach the marketplace (failed / expired / voided) or usage that waited for a contract, so
   // such an amount is never dropped.
+  // And months that received late usage since the key's last computation (issue 9: usage of any
+  // earlier month is billed, up to REMIT_MAX_USAGE_AGE_DAYS, without a full-history scan).
   const older = await c.query<{ period: string }>(
     `SELECT DISTINCT p.period FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
-     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3`,
-    [k, NOT_REMITTED, previousMonth(current)],
+     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3
+     UNION SELECT ${latePeriodsOf('$1', '$4')}`,
+    [k, NOT_REMITTED, previousMonth(current), current],
   );
   const periods = [...new Set([previousMonth(current), current, ...older.rows.map((r) => r.period)])].sort();
   const out = [];
@@ -212,7 +217,7 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
 
   const contracts = await loadContractsFor(c, a.key);
   const periods = await gatherPeriods(c, a.key, k, a.time.hourMs, a.remittanceHourMs, existing?.id ?? null);
-  const decision = decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods });
+  const decision = await holdIfParked(c, k, decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods }));
 
   const id = existing?.id ?? randomUUID();
   if (dryRun) {
@@ -246,6 +251,7 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
       [id, k, p.period, p.bill, p.claim, p.mtd, p.coverage, p.gratis],
     );
   }
+  await forgetLatePeriods(c, k, monthOf(a.remittanceHourMs));
   // The computation has seen every change up to now. A failure of this record later marks the
   // key owing again (markOutcome). Only the key's newest hour may say so: a recomputation of an
   // older hour (an operator retry) sees usage only up to that hour, so a later hour's failure it
@@ -298,6 +304,7 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
          WHERE id=$1 AND status = ANY($3)`,
         [id, o.receiptId, sourcesOf('Succeeded')],
       );
+      await clearRejections(c, id);
     } else {
       const r = await c.query<{ key: string }>(
         `UPDATE remittances SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5) RETURNING key`,
@@ -305,6 +312,7 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
       );
       // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
       if (o.status !== 'Unconfirmed') await markKeysOwing(c, r.rows.map((x) => x.key));
+      if (o.status === 'Failed') await countRejection(c, r.rows.map((x) => x.key), o);
     }
     return getRemittance(c, id);
   });
@@ -343,7 +351,7 @@ export async function findOwingKeys(database: Database, time: Pick<TimeSettings,
     `SELECT billing_provider AS "billingProvider", billing_account_id AS "billingAccountId", org_id AS "orgId",
             product_tag AS "productTag", metric, sla, usage
      FROM remittance_keys
-     WHERE change_seq > computed_seq AND key > $1
+     WHERE change_seq > computed_seq AND key > $1 AND ${NOT_PARKED}
        AND (scheduled_hour IS NULL OR scheduled_hour + make_interval(secs => $3) <= now())
      ORDER BY key LIMIT $2`,
     [afterKey, limit, (time.hourMs * (1 + time.graceHours)) / 1000],

@@ -9,6 +9,7 @@
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
+import { resumeKeys } from '../db/parking';
 import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
@@ -177,6 +178,7 @@ export async function retryRemittances(d: OperationDeps, r: OperationRequest): P
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'retry' }));
   const started: string[] = [];
   if (!r.dryRun && rows.length) {
+    await resumeKeys(d.database.pool, uniqueKeys(changes.map((c) => c.key)).map(keyString)); // before the recomputations below
     const rest: RemittanceKey[] = [];
     for (const x of rows) {
       const signalled = d.temporal ? await signalIfWaiting(d.temporal.client, x.workflowId, r.actor) : false;
