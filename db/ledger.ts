@@ -217,7 +217,7 @@ async function computeInTransaction(c: PoolClient, a: ComputeArgs, dryRun: boole
 
   const contracts = await loadContractsFor(c, a.key);
   const periods = await gatherPeriods(c, a.key, k, a.time.hourMs, a.remittanceHourMs, existing?.id ?? null);
-  const decision = await holdIfParked(c, k, decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods }));
+  const decision = await holdIfParked(c, k, decideRemittance({ key: a.key, catalog: a.catalog, contracts, periods }), a.mode, dryRun);
 
   const id = existing?.id ?? randomUUID();
   if (dryRun) {

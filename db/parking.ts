@@ -3,9 +3,10 @@
 // the operations call in here with one line each:
 // - markOutcome: countRejection after a terminal Failed, clearRejections after a success;
 // - computeRemittance: holdIfParked turns a record that would be sent into Failed `key_parked`
-//   (its parts keep the amount, which stays owed, and nothing reaches the marketplace);
+//   (its parts keep the amount, which stays owed, and nothing reaches the marketplace), and an
+//   operator's recomputation (retry / recalculate signal) resumes the key;
 // - findOwingKeys: NOT_PARKED keeps the sweep from starting parked keys;
-// - retryRemittances and putContract: resumeKeys.
+// - retryRemittances (API, CLI) and putContract: resumeKeys.
 
 import type { PoolClient } from 'pg';
 import type { Database } from './client';
@@ -64,8 +65,16 @@ export async function clearRejections(c: PoolClient, id: string): Promise<void> 
   );
 }
 
-/** A decision that would send a record, held back when the key is parked (see heldReason). */
-export async function holdIfParked(c: PoolClient, key: string, d: RecordDecision): Promise<RecordDecision> {
+/**
+ * A decision that would send a record, held back when the key is parked (see heldReason). A
+ * recomputation an operator asked for (mode `retry`: the retry or recalculate signal, also sent by
+ * bulk replay and `remit replay`) resumes the key instead; a dry run changes nothing.
+ */
+export async function holdIfParked(c: PoolClient, key: string, d: RecordDecision, mode: 'initial' | 'retry', dryRun: boolean): Promise<RecordDecision> {
+  if (mode === 'retry' && !dryRun) {
+    await resumeKeys(c, [key]);
+    return d;
+  }
   if (d.status !== 'Pending') return d;
   const r = await c.query<{ at: Date; reason: string }>('SELECT parked_at AS at, parked_reason AS reason FROM remittance_keys WHERE key = $1 AND parked_at IS NOT NULL', [key]);
   const p = r.rows[0];
