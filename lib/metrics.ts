@@ -2,7 +2,7 @@
 // gauges read from the database at scrape time (so every process reports the same truth).
 
 import type { Database } from '../db/client';
-import { countParkedKeys } from '../db/parking';
+import { NOT_PARKED, countParkedKeys } from '../db/parking';
 
 type Labels = Record<string, string>;
 
@@ -49,7 +49,8 @@ export class Metrics {
       this.set('remit_remittances', { marketplace: row.mp, status: row.status }, row.n);
       this.set('remit_remittance_quantity', { marketplace: row.mp, status: row.status }, Number(row.q));
     }
-    const owing = await database.pool.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM remittance_keys WHERE change_seq > computed_seq');
+    // Parked keys are left out: the sweep does not start them, they wait for an operator (remit_parked_keys).
+    const owing = await database.pool.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM remittance_keys WHERE change_seq > computed_seq AND ${NOT_PARKED}`);
     this.set('remit_owing_keys', {}, owing.rows[0]!.n);
     this.set('remit_parked_keys', {}, 0);
     for (const p of await countParkedKeys(database.pool)) this.set('remit_parked_keys', { marketplace: p.marketplace, error_code: p.errorCode }, p.n);

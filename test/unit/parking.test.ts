@@ -28,6 +28,10 @@ void test('another code starts a new run: rejections of different kinds never pa
   ]);
 });
 
+void test('duplicate-record rejections (our own keys colliding) never park', () => {
+  assert.deepEqual(run(['marketplace_duplicate_record', 'marketplace_duplicate_record', 'marketplace_duplicate_record', 'marketplace_duplicate_record']).map((s) => s.park), [false, false, false, false]);
+});
+
 void test('the threshold is configurable; 0 never parks', () => {
   assert.deepEqual(run(['x'], 1).map((s) => s.park), [true]);
   assert.deepEqual(run(['x', 'x', 'x', 'x', 'x'], 0).map((s) => s.park), [false, false, false, false, false]);
