@@ -21,7 +21,7 @@ import type { Database } from '../db/client';
 import { storeTallies } from '../db/tallies';
 import { beginPull, markPullFailed, markPulled, planPulls, recordPullError, type PullPlan } from '../db/usage-pulls';
 import type { Catalog } from '../domain/catalog';
-import { validateTallyBatch } from '../domain/tally';
+import { ROLLUP_VALUE, rollupFieldOf, validateTallyBatch } from '../domain/tally';
 import type { Logger } from '../lib/log';
 import { UsageDataError, UsageReadError, type RawTally, type UsageSource } from '../usage/source';
 
@@ -47,6 +47,8 @@ export interface PullHourResult {
   attempts: number;
   /** Why the hour failed, or which series were left out. */
   reason?: string;
+  /** Roll-up rows (`_ANY`) of the hour left out, and why; absent when there were none. */
+  skipped?: { rollups: number; reason: string };
 }
 
 const MAX_REASONS = 20;
@@ -112,12 +114,22 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         clearInterval(beat);
       }
 
+      // Roll-up rows (`_ANY`) repeat the specific rows' usage: the API refuses them, and here they
+      // are left out (counted, with the reason) rather than failing the hour, whose specific rows
+      // are exactly what is to be billed.
+      const rollups = raw.filter((t) => rollupFieldOf(t) !== null);
+      const skipped = rollups.length > 0 ? { rollups: rollups.length, reason: `${rollups.length} roll-up row(s) (${ROLLUP_VALUE} in ${rollupFieldOf(rollups[0])}, e.g.${who(rollups[0])}) left out: they sum the specific rows, billing them would bill the same usage twice; exclude them in the query` } : undefined;
+      if (skipped) {
+        raw = raw.filter((t) => rollupFieldOf(t) === null);
+        log.warn({ skipped }, 'usage pull left out roll-up rows');
+      }
+
       // The API's validation, per tally: a tally it refuses is left out with its reason (the
       // API refuses the whole batch instead, since its sender can fix and re-send it; a pulled
       // hour has no sender to tell). Then one upsert (tallies and owing marks): the sweep that
       // closes the current hour computes and sends what they owe.
       const nowMs = now();
-      const all = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxErrors: Number.POSITIVE_INFINITY });
+      const all = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays, maxErrors: Number.POSITIVE_INFINITY });
       if (!all.ok) {
         const bad = new Map<number, string[]>();
         for (const e of all.errors) {
@@ -127,7 +139,7 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         for (const [i, why] of bad) rejected.push(`tally ${i}${who(raw[i])} ${why.join(', ')}`);
         raw = raw.filter((_, i) => !bad.has(i));
       }
-      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs });
+      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
       if (!v.ok) return fail(hourMs, [...rejected, ...v.errors.map((e) => `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`)]);
       const elsewhere = v.tallies.filter((t) => t.hourMs !== hourMs);
       if (elsewhere.length > 0) return fail(hourMs, [...rejected, `${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
@@ -138,7 +150,7 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
       const row = await markPulled(database, hourMs, v.tallies.length, rejected.length, note);
       if (note) log.warn({ tallies: v.tallies.length, rejected: rejected.slice(0, MAX_REASONS) }, 'usage pulled without the series that cannot be billed');
       else log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
-      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, rejected: rejected.length, attempts: row.attempts, ...(note ? { reason: note } : {}) };
+      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, rejected: rejected.length, attempts: row.attempts, ...(note ? { reason: note } : {}), ...(skipped ? { skipped } : {}) };
     },
   };
 }

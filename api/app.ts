@@ -147,7 +147,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/tallies', { onRequest: authorize(['ingest']) }, async (req, reply) => {
     const nowMs = now();
-    const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs });
+    const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
+    if (!v.ok) for (const [reason, n] of Object.entries(v.refused ?? {})) metrics.inc('remit_tallies_refused_total', { reason }, n);
     if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
     const { keys } = await storeTallies(deps.database, v.tallies);
     metrics.inc('remit_tallies_ingested_total', {}, v.tallies.length);
@@ -292,6 +293,7 @@ function present(r: Awaited<ReturnType<typeof listRemittances>>['items'][number]
     workflowId: r.workflowId,
     accumulationPeriods: r.periods,
     rebilledBy: r.rebilledBy,
+    keyParked: r.keyParked,
   };
 }
 

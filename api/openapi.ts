@@ -89,7 +89,7 @@ export function openApiDocument() {
       '/v1/contracts': { get: { summary: 'List contracts', security: bearer, parameters: [{ name: 'orgId', in: 'query', schema: { type: 'string' } }, { name: 'billingAccountId', in: 'query', schema: { type: 'string' } }, ...page], responses: responses({ type: 'object', properties: { items: { type: 'array' }, nextCursor: { type: ['string', 'null'] } } }) } },
       '/v1/remittances': {
         get: {
-          summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods',
+          summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods, and keyParked ({since, reason, errorCode}) while its key is parked after repeated rejections',
           description:
             'As JSON, or as CSV for spreadsheets with format=csv or Accept: text/csv (listed before application/json): RFC 4180, CRLF line ends, a header line, one row per item of the same page with the same values and reasons (columns: ' +
             REMITTANCE_CSV_COLUMNS.map(([name]) => name).join(', ') +

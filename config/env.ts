@@ -2,6 +2,8 @@
 // over every default, including the local stack's. Documented in README.md and .env.example.
 
 import { PRODUCTION_HOUR_MS } from '../domain/time';
+import { DEFAULT_MAX_USAGE_AGE_DAYS } from '../domain/tally';
+import { DEFAULT_PARK_AFTER_REJECTIONS } from '../domain/parking';
 
 export interface TimeConfig {
   /** Length of one "hour" in ms (REMIT_HOUR_SECONDS x 1000). Scales every window below. */
@@ -12,6 +14,8 @@ export interface TimeConfig {
   awsAcceptanceHours: number;
   /** Azure rejects events older than this many hours. */
   azureAcceptanceHours: number;
+  /** Tallies older than this many (real, unscaled) days are refused (REMIT_MAX_USAGE_AGE_DAYS). */
+  maxUsageAgeDays: number;
 }
 
 /** The time settings the ledger and the workflows work with. */
@@ -20,10 +24,12 @@ export interface TimeSettings {
   graceHours: number;
   /** Per marketplace: records older than this many hours are rejected. */
   acceptanceHours: Record<string, number>;
+  /** Tallies older than this many days are refused; domain/tally.ts's default when absent. */
+  maxUsageAgeDays?: number;
 }
 
 export function timeSettings(t: TimeConfig): TimeSettings {
-  return { hourMs: t.hourMs, graceHours: t.graceHours, acceptanceHours: { aws: t.awsAcceptanceHours, azure: t.azureAcceptanceHours } };
+  return { hourMs: t.hourMs, graceHours: t.graceHours, acceptanceHours: { aws: t.awsAcceptanceHours, azure: t.azureAcceptanceHours }, maxUsageAgeDays: t.maxUsageAgeDays };
 }
 
 export interface RemitConfig {
@@ -52,6 +58,8 @@ export interface RemitConfig {
   /** PEM file of a CA to trust for the Entra/Azure emulators (local stack only). */
   extraCaCertFile: string | undefined;
   catalogPath: string | undefined;
+  /** Terminal rejections in a row of the same kind that park a key; 0 never parks (db/parking.ts). */
+  parkAfterRejections: number;
   logLevel: string;
   time: TimeConfig;
 }
@@ -73,7 +81,13 @@ export function timeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TimeCon
     graceHours: num(env, 'REMIT_GRACE_HOURS', 1 / 6, { min: 0 }),
     awsAcceptanceHours: num(env, 'REMIT_AWS_ACCEPTANCE_HOURS', 6, { min: 1 }),
     azureAcceptanceHours: num(env, 'REMIT_AZURE_ACCEPTANCE_HOURS', 24, { min: 1 }),
+    maxUsageAgeDays: num(env, 'REMIT_MAX_USAGE_AGE_DAYS', DEFAULT_MAX_USAGE_AGE_DAYS, { min: 1 }),
   };
+}
+
+/** REMIT_PARK_AFTER_REJECTIONS, checked by loadConfig at start-up and read by db/parking.ts. */
+export function parkAfterRejectionsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  return num(env, 'REMIT_PARK_AFTER_REJECTIONS', DEFAULT_PARK_AFTER_REJECTIONS, { min: 0, integer: true });
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
@@ -99,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
     azureClientSecret: env.AZURE_CLIENT_SECRET || undefined,
     extraCaCertFile: env.REMIT_EXTRA_CA_CERT_FILE || undefined,
     catalogPath: env.REMIT_CATALOG_PATH || undefined,
+    parkAfterRejections: parkAfterRejectionsFromEnv(env),
     logLevel: env.LOG_LEVEL || 'info',
     time: timeConfigFromEnv(env),
   };

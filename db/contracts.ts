@@ -4,6 +4,7 @@
 
 import type { Database } from './client';
 import { markKeysOwing, recordAudit, withTransaction } from './ledger';
+import { resumeKeys } from './parking';
 import type { Contract } from '../domain/contracts';
 import type { RemittanceKey } from '../domain/key';
 
@@ -63,6 +64,7 @@ export async function putContract(database: Database, c: Contract, by: ContractA
       }
     }
     await markKeysOwing(tx, [...seen]);
+    await resumeKeys(tx, [...seen]); // a contract change may be what a parked key waited for
     const { updatedAt: _u, ...previous } = old ?? { updatedAt: undefined };
     const auditId = await recordAudit(tx, {
       actor: by.actor,

@@ -27,6 +27,8 @@ import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
 import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
 import type { TimeSettings } from '../config/env';
+import { forgetLatePeriods, latePeriodsOf } from './late-periods';
+import { NOT_PARKED, clearRejections, countRejection, holdIfParked } from './parking';
 
 export { NOT_REMITTED };
 
@@ -164,10 +166,13 @@ async function gatherPeriods(c: PoolClient, k: string, hourMs: number, remittanc
   // Current and previous month always; older months only while they hold an amount that did
   // not reach the marketplace (failed / expired / voided) or usage that waited for a contract, so
   // such an amount is never dropped.
+  // And months that received late usage since the key's last computation (issue 9: usage of any
+  // earlier month is billed, up to REMIT_MAX_USAGE_AGE_DAYS, without a full-history scan).
   const older = await c.query<{ period: string }>(
     `SELECT DISTINCT p.period FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
-     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3`,
-    [k, NOT_REMITTED, previousMonth(current)],
+     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3
+     UNION SELECT ${latePeriodsOf('$1', '$4')}`,
+    [k, NOT_REMITTED, previousMonth(current), current],
   );
   const periods = [...new Set([previousMonth(current), current, ...older.rows.map((r) => r.period)])].sort();
   const out = [];
@@ -178,8 +183,10 @@ async function gatherPeriods(c: PoolClient, k: string, hourMs: number, remittanc
       `SELECT COALESCE(SUM(value), 0)::text AS mtd, COUNT(*)::text AS n FROM tallies WHERE key = $1 AND period = $2 AND hour <= $3`,
       [k, period, new Date(evaluatedAtMs)],
     );
-    const earlier = await c.query<{ status: RemittanceStatus; bill: number; gratis: boolean }>(
-      `SELECT r.status, p.bill, p.gratis FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
+    // The claim (metric units) too: billing.md counts what was remitted in metric units, so a
+    // billing factor changed mid-month re-values the month's earlier claims (domain/billing.ts).
+    const earlier = await c.query<{ status: RemittanceStatus; bill: number; claim: string; gratis: boolean }>(
+      `SELECT r.status, p.bill, p.claim::text AS claim, p.gratis FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
        WHERE p.key = $1 AND p.period = $2 AND ($3::text IS NULL OR r.id <> $3)`,
       [k, period, excludeId],
     );
@@ -256,7 +263,8 @@ export async function computeGroup(database: Database, a: ComputeSettings & { ke
       let contracts = contractsOf.get(scope);
       if (!contracts) contractsOf.set(scope, (contracts = await loadContractsFor(c, key)));
       const periods = await gatherPeriods(c, k, a.time.hourMs, a.hourMs, null);
-      const decision = decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: a.hourMs });
+      // A parked key (repeated terminal rejections, db/parking.ts) sends nothing; its amount stays owed.
+      const decision = await holdIfParked(c, k, decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: a.hourMs }), 'initial', false);
       if (decision.status === 'Pending' && (!decision.customer || !decision.dimension || recordIdentity(decision.customer, decision.dimension) !== identity)) {
         deferred.push(key);
         continue;
@@ -293,6 +301,7 @@ export async function computeGroup(database: Database, a: ComputeSettings & { ke
       const shown = d.status === 'Pending' ? recordWorkflow : d.status === 'Failed' || d.status === 'WaitingForContract' ? unsentWorkflowId(w.key, a.hourMs) : null;
       const id = randomUUID();
       await insertRemittance(c, id, w.key, a.hourMs, d, deadlineOf(w.key, a.hourMs, a.time), d.status === 'Pending' ? recordId : null, shown);
+      await forgetLatePeriods(c, keyString(w.key), monthOf(a.hourMs));
       await advanceComputedSeq(c, keyString(w.key), seqs.get(keyString(w.key))!, hour);
       computed.push({ key: w.key, remittanceId: id, status: d.status, bill: d.bill, errorCode: d.errorCode, reason: d.reason, workflowId: shown });
     }
@@ -364,7 +373,8 @@ export async function recomputeRecord(database: Database, recordId: string, a: C
       if (!RECOMPUTABLE.includes(row.status)) continue;
       const contracts = await loadContractsFor(c, key);
       const periods = await gatherPeriods(c, row.key, a.time.hourMs, hourMs, row.id);
-      const d = decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: hourMs });
+      // An operator asked for this recomputation: it resumes a parked key (db/parking.ts).
+      const d = await holdIfParked(c, row.key, decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: hourMs }), 'retry', false);
       const same = d.status === 'Pending' && d.customer && d.dimension && recordIdentity(d.customer, d.dimension) === rec.identity;
       // A key whose usage now goes to another customer (its contract changed) leaves this record
       // failed: the next hour bills it there.
@@ -378,6 +388,7 @@ export async function recomputeRecord(database: Database, recordId: string, a: C
       await insertParts(c, row.id, row.key, decision.status === 'Failed' ? [] : decision.periods);
       if (decision.status === 'Pending') quantity += decision.bill;
       else if (decision.status === 'Failed') await markKeysOwing(c, [row.key]);
+      await forgetLatePeriods(c, row.key, monthOf(hourMs));
       await advanceComputedSeq(c, row.key, changeSeq, new Date(hourMs));
     }
     const status: RemittanceStatus = quantity > 0 ? 'Pending' : 'NothingDue';
@@ -465,6 +476,7 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
           `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, updated_at=now() WHERE record_id=$1 AND status = ANY($3)`,
           [id, o.receiptId, sourcesOf('Succeeded')],
         );
+        await clearRejections(c, id);
       }
     } else {
       const r = await c.query(
@@ -478,6 +490,7 @@ export async function markOutcome(database: Database, id: string, o: Outcome): P
         );
         // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
         if (o.status !== 'Unconfirmed') await markKeysOwing(c, keys.rows.map((x) => x.key));
+        if (o.status === 'Failed') await countRejection(c, keys.rows.map((x) => x.key), o);
       }
     }
     return getRecord(c, id);
@@ -520,7 +533,7 @@ export async function findOwingKeys(database: Database, limit: number, afterKey 
     `SELECT billing_provider AS "billingProvider", billing_account_id AS "billingAccountId", org_id AS "orgId",
             product_tag AS "productTag", metric, sla, usage
      FROM remittance_keys
-     WHERE change_seq > computed_seq AND key > $1
+     WHERE change_seq > computed_seq AND key > $1 AND ${NOT_PARKED}
      ORDER BY key LIMIT $2`,
     [afterKey, limit],
   );

@@ -2,6 +2,7 @@
 
 import type { Database } from './client';
 import { ROW_COLUMNS, ROW_FROM, type RemittanceRow } from './ledger';
+import { parkedJson } from './parking';
 
 export interface RemittanceFilter {
   orgId?: string;
@@ -46,6 +47,8 @@ function where(f: RemittanceFilter, params: unknown[]): string {
 export interface RemittanceItem extends RemittanceRow {
   /** For a failed / expired / voided / waiting amount: the later remittance that billed it. */
   rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
+  /** The key is parked (db/parking.ts): nothing is sent for it until an operator retry or a contract change. */
+  keyParked: { since: string; reason: string; errorCode: string | null } | null;
 }
 
 /** Paginated, newest hour first. The cursor is opaque: `<hour ms>.<id>` of the last item. */
@@ -66,7 +69,8 @@ export async function listRemittances(database: Database, f: RemittanceFilter, p
          (SELECT json_build_object('remittanceId', l.id, 'remittanceHour', l.remittance_hour, 'status', l.status)
           FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0
             AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
-       END AS "rebilledBy"
+       END AS "rebilledBy",
+       ${parkedJson('r.key')} AS "keyParked"
      FROM ${ROW_FROM} WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,
     params,
   );

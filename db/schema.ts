@@ -45,8 +45,23 @@ export const remittanceKeys = pgTable(
     changeSeq: bigint('change_seq', { mode: 'number' }).notNull().default(1),
     computedSeq: bigint('computed_seq', { mode: 'number' }).notNull().default(0),
     lastChangeAt: ts('last_change_at').notNull().default(sql`now()`),
+    /**
+     * Months (`YYYY-MM`) before the month they arrived in that received usage since the key's last
+     * computation: the next computation looks at them too, then forgets them (db/tallies.ts, ledger).
+     */
+    latePeriods: text('late_periods').array().notNull().default(sql`'{}'::text[]`),
+    /** Error code of the key's latest terminal rejections, and how many in a row (db/parking.ts). */
+    rejectionCode: text('rejection_code'),
+    rejections: integer('rejections').notNull().default(0),
+    /** Set while the key is parked: nothing is sent for it, its amount stays owed (db/parking.ts). */
+    parkedAt: ts('parked_at'),
+    parkedReason: text('parked_reason'),
   },
-  (t) => [primaryKey({ columns: [t.key] }), index('remittance_keys_owing').on(t.key).where(sql`${t.changeSeq} > ${t.computedSeq}`)],
+  (t) => [
+    primaryKey({ columns: [t.key] }),
+    index('remittance_keys_owing').on(t.key).where(sql`${t.changeSeq} > ${t.computedSeq}`),
+    index('remittance_keys_parked').on(t.key).where(sql`${t.parkedAt} IS NOT NULL`),
+  ],
 );
 
 export const contracts = pgTable(

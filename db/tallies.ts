@@ -28,10 +28,18 @@ export async function storeTallies(database: Database, tallies: StoredTally[]): 
     WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::numeric[])
         AS t(key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, hour, period, value)
+    ), late AS (
+      -- Usage of a month before the current one: the next computation of the key must look at
+      -- that month, whichever hour it computes (ledger gatherPeriods).
+      SELECT key, array_agg(DISTINCT period ORDER BY period) AS periods FROM input
+      WHERE period < to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') GROUP BY key
     ), touched AS (
-      INSERT INTO remittance_keys AS k (key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, change_seq, computed_seq)
-      SELECT DISTINCT ON (key) key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, 1, 0 FROM input ORDER BY key
-      ON CONFLICT (key) DO UPDATE SET change_seq = k.change_seq + 1, last_change_at = now()
+      INSERT INTO remittance_keys AS k (key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, change_seq, computed_seq, late_periods)
+      SELECT DISTINCT ON (i.key) i.key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, 1, 0, COALESCE(l.periods, '{}')
+      FROM input i LEFT JOIN late l ON l.key = i.key ORDER BY i.key
+      ON CONFLICT (key) DO UPDATE SET change_seq = k.change_seq + 1, last_change_at = now(),
+        late_periods = CASE WHEN EXCLUDED.late_periods = '{}' THEN k.late_periods
+                            ELSE ARRAY(SELECT DISTINCT p FROM unnest(k.late_periods || EXCLUDED.late_periods) AS p ORDER BY p) END
       RETURNING 1
     )
     INSERT INTO tallies AS t (key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, hour, period, value)

@@ -87,7 +87,12 @@ export function decideRemittance(input: { key: RemittanceKey; catalog: Catalog; 
     }
     return { ...total, status: 'Pending', dimension: target.dimension, customer: target.customer, licenseId: last.licenseId, errorCode: null, reason, periods };
   }
-  if (gratis.length > 0) return { ...sum(gratis), status: 'Gratis', dimension, customer: null, licenseId: null, errorCode: null, reason, periods };
+  if (gratis.length > 0) {
+    // Nothing is sent, but reports and the audit must say which license the free usage fell
+    // under: the newest gratis period's, chosen by billing.md's license rule like a billed one.
+    const newest = decided.filter((x) => x.d.kind === 'gratis').at(-1)!.d as Extract<RemittanceDecision, { kind: 'gratis' }>;
+    return { ...sum(gratis), status: 'Gratis', dimension, customer: null, licenseId: newest.licenseId, errorCode: null, reason, periods };
+  }
   const unsupported = decided.find((x) => x.d.kind === 'unsupported_metric');
   if (unsupported) return { ...empty, status: 'Failed', dimension, errorCode: 'unsupported_metric', reason: reasonOf(unsupported.d), periods };
   if (periods.some((x) => x.kind === 'waiting_for_contract')) return { ...empty, status: 'WaitingForContract', dimension, errorCode: 'contract_missing', reason, periods };

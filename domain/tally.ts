@@ -8,13 +8,51 @@ import { normalizeMetricId } from './catalog';
 import { Decimal } from './decimal';
 import { parseInstant } from './instant';
 import { isMarketplace, MARKETPLACES, type RemittanceKey } from './key';
-import { hourStart, monthOf, monthStartMs, previousMonth } from './time';
+import { hourStart } from './time';
+
+const DAY_MS = 86_400_000;
 
 export interface TallyError {
   /** Position in `tallies`; -1 for a problem of the batch itself. */
   index: number;
   field: string;
   message: string;
+  /** Set for the refusals counted in a metric (remit_tallies_refused_total). */
+  code?: TallyRefusal;
+}
+
+/**
+ * Refusals worth counting apart from plain bad input: `too_old`, usage older than the maximum age
+ * (a usage source that is behind); `rollup`, a roll-up row (a source sending what it should not).
+ */
+export type TallyRefusal = 'too_old' | 'rollup';
+
+/**
+ * Default of REMIT_MAX_USAGE_AGE_DAYS. Three consecutive calendar months last at most 92 days
+ * (July to September, October to December), so with 92 the usage of any month is accepted until
+ * the end of the second month after it whatever the day: a usage source's reprocessing of the
+ * previous month, even one that runs a month late, is never refused.
+ */
+export const DEFAULT_MAX_USAGE_AGE_DAYS = 92;
+
+/**
+ * The value the original system's tally summaries use for a roll-up row, the sum of the specific
+ * rows of that field (every SLA, every usage, every billing account). Billing it next to the
+ * specific rows would bill the same usage twice, under two keys.
+ */
+export const ROLLUP_VALUE = '_ANY';
+const ROLLUP_FIELDS = ['sla', 'usage', 'billingAccountId'] as const;
+
+/** The first key field of a raw tally that holds the roll-up value, or null for a specific row. */
+export function rollupFieldOf(t: unknown): (typeof ROLLUP_FIELDS)[number] | null {
+  if (typeof t !== 'object' || t === null) return null;
+  const r = t as Record<string, unknown>;
+  for (const f of ROLLUP_FIELDS) {
+    const v = r[f];
+    // Cheap first: this runs for every tally of a batch.
+    if (typeof v === 'string' && v.length === 4 && v.charCodeAt(0) === 95 && v.toUpperCase() === ROLLUP_VALUE) return f;
+  }
+  return null;
 }
 
 /** A valid tally: the remittance key (canonical metric id), its hour and its value. */
@@ -32,6 +70,12 @@ export interface TallyBatchOptions {
   hourMs: number;
   /** Now, epoch ms: hours after the current one are rejected. */
   nowMs: number;
+  /**
+   * Hours that started more than this many days before now are refused (REMIT_MAX_USAGE_AGE_DAYS,
+   * default DEFAULT_MAX_USAGE_AGE_DAYS). Real days, never scaled: calendar months stay calendar
+   * months when REMIT_HOUR_SECONDS shortens hours.
+   */
+  maxUsageAgeDays?: number;
   /** Largest batch accepted; unlimited when absent (the API's body limit bounds it). */
   maxTallies?: number;
   /** Errors listed in full; the rest are only counted (omittedErrors). Default 1000. */
@@ -46,7 +90,13 @@ export type TallyBatchResult =
       /** Items that replaced an earlier item of the same key and hour in this batch. */
       replaced: number;
     }
-  | { ok: false; errors: TallyError[]; omittedErrors: number };
+  | {
+      ok: false;
+      errors: TallyError[];
+      omittedErrors: number;
+      /** Tallies refused per counted reason, listed or not. */
+      refused?: Partial<Record<TallyRefusal, number>>;
+    };
 
 const STRING_FIELDS = ['orgId', 'productTag', 'metric', 'sla', 'usage', 'billingAccountId'] as const;
 const MAX_FIELD_LENGTH = 255;
@@ -101,8 +151,10 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
   const maxErrors = opts.maxErrors ?? 1000;
   const errors: TallyError[] = [];
   let omittedErrors = 0;
-  const fail = (index: number, field: string, message: string) => {
-    if (errors.length < maxErrors) errors.push({ index, field, message });
+  const refused: Partial<Record<TallyRefusal, number>> = {};
+  const fail = (index: number, field: string, message: string, code?: TallyRefusal) => {
+    if (code) refused[code] = (refused[code] ?? 0) + 1;
+    if (errors.length < maxErrors) errors.push({ index, field, message, ...(code ? { code } : {}) });
     else omittedErrors++;
   };
 
@@ -119,9 +171,10 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
 
   const currentHour = hourStart(opts.nowMs, opts.hourMs);
 
-  const oldestBillable = monthStartMs(previousMonth(monthOf(opts.nowMs)));
+  const maxAgeDays = opts.maxUsageAgeDays ?? DEFAULT_MAX_USAGE_AGE_DAYS;
+  const oldestAccepted = opts.nowMs - maxAgeDays * DAY_MS;
   // Batches repeat a few hours and a few product/metric spellings thousands of times.
-  const hourCache = new Map<string, { ms: number } | { error: string }>();
+  const hourCache = new Map<string, { ms: number } | { error: string; code?: TallyRefusal }>();
   const metricCache = new Map<string, Map<string, CatalogMetric | null>>();
   const out: NormalizedTally[] = [];
   const position = new Map<string, number>();
@@ -144,6 +197,11 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
         bad = true;
         if (f === 'productTag' || f === 'metric') namesOk = false;
       }
+    }
+    const rollup = rollupFieldOf(r);
+    if (rollup) {
+      fail(i, rollup, `is ${JSON.stringify(r[rollup])}, a roll-up row (the sum of the specific ${rollup} rows): billing it next to them would bill the same usage twice; send only the specific rows`, 'rollup');
+      bad = true;
     }
 
     const provider = r.billingProvider;
@@ -175,7 +233,7 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
 
     let hourMs = 0;
     const hourRaw = r.hour;
-    let parsed = typeof hourRaw === 'string' ? hourCache.get(hourRaw) : undefined;
+    let parsed: { ms: number } | { error: string; code?: TallyRefusal } | undefined = typeof hourRaw === 'string' ? hourCache.get(hourRaw) : undefined;
     if (parsed === undefined) {
       parsed = hourRaw === undefined ? { error: 'is required' } : parseInstant(hourRaw, { requireUtc: true });
       if ('ms' in parsed) {
@@ -183,16 +241,20 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
           parsed = { error: `must be on the hour (a multiple of ${opts.hourMs / 1000}s since the epoch), got ${JSON.stringify(hourRaw)}` };
         } else if (parsed.ms > currentHour) {
           parsed = { error: `is in the future: ${JSON.stringify(hourRaw)} starts after the current hour ${new Date(currentHour).toISOString()}` };
-        } else if (parsed.ms < oldestBillable) {
-          // Only the current and the previous accumulation period are still billed (billing.md);
-          // refusing older usage says so now instead of storing usage nobody will bill.
-          parsed = { error: `is before ${new Date(oldestBillable).toISOString()}: only the current and the previous month can still be billed` };
+        } else if (parsed.ms < oldestAccepted) {
+          // Late usage of any earlier month is billed in the current hour's record (docs/design.md),
+          // but only up to a fixed age, the same on every day of the month.
+          const days = Math.floor((opts.nowMs - parsed.ms) / DAY_MS);
+          parsed = {
+            error: `is ${days} days old: usage older than ${maxAgeDays} days (REMIT_MAX_USAGE_AGE_DAYS) is no longer accepted, because remit cannot bill it any more; the oldest hour accepted now starts at or after ${new Date(oldestAccepted).toISOString()}`,
+            code: 'too_old',
+          };
         }
       }
       if (typeof hourRaw === 'string') hourCache.set(hourRaw, parsed);
     }
     if ('error' in parsed) {
-      fail(i, 'hour', parsed.error);
+      fail(i, 'hour', parsed.error, parsed.code);
       bad = true;
     } else {
       hourMs = parsed.ms;
@@ -226,6 +288,6 @@ export function validateTallyBatch(body: unknown, opts: TallyBatchOptions): Tall
     }
   }
 
-  if (errors.length > 0 || omittedErrors > 0) return { ok: false, errors, omittedErrors };
+  if (errors.length > 0 || omittedErrors > 0) return { ok: false, errors, omittedErrors, refused };
   return { ok: true, tallies: out, replaced };
 }

@@ -9,6 +9,7 @@
 import type { Database } from '../db/client';
 import { MARKETPLACES } from '../domain/key';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
+import { NOT_PARKED, countParkedKeys } from '../db/parking';
 
 type Labels = Record<string, string>;
 
@@ -20,10 +21,12 @@ function fmt(labels: Labels): string {
 const HELP: Record<string, [string, 'counter' | 'gauge']> = {
   remit_api_requests_total: ['HTTP requests served, by route, method and status.', 'counter'],
   remit_tallies_ingested_total: ['Tallies accepted by POST /v1/tallies.', 'counter'],
+  remit_tallies_refused_total: ['Tallies refused by POST /v1/tallies, by reason: too_old (older than REMIT_MAX_USAGE_AGE_DAYS), rollup (an _ANY roll-up row).', 'counter'],
   remit_marketplace_calls_total: ['Marketplace calls, by marketplace and outcome.', 'counter'],
   remit_remittances: ['Remittances in the ledger, by marketplace and status.', 'gauge'],
   remit_remittance_quantity: ['Billing units in the ledger, by marketplace and status.', 'gauge'],
   remit_owing_keys: ['Keys with a change not yet computed (the next sweep starts them).', 'gauge'],
+  remit_parked_keys: ['Keys parked after repeated terminal rejections of the same kind, by marketplace and error code: nothing is sent for them, their amount stays owed.', 'gauge'],
   remit_unremitted_oldest_age_seconds: ['Age of the oldest failed, expired or voided amount not yet billed again.', 'gauge'],
   remit_remittance_deadline_seconds: ['Seconds until the earliest acceptance deadline of the records still unsent (Pending, Sending, Failed) whose deadline has not passed, by marketplace and status.', 'gauge'],
   remit_usage_pull_hours: ['Hours of the usage pull of the last 62 days, by status (pulling: being read or retrying; pulled; failed: nothing could be stored).', 'gauge'],
@@ -69,8 +72,11 @@ export class Metrics {
       this.set('remit_remittances', { marketplace: row.mp, status: row.status }, row.n);
       this.set('remit_remittance_quantity', { marketplace: row.mp, status: row.status }, Number(row.q));
     }
-    const owing = await database.pool.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM remittance_keys WHERE change_seq > computed_seq');
+    // Parked keys are left out: the sweep does not start them, they wait for an operator (remit_parked_keys).
+    const owing = await database.pool.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM remittance_keys WHERE change_seq > computed_seq AND ${NOT_PARKED}`);
     this.set('remit_owing_keys', {}, owing.rows[0]!.n);
+    this.set('remit_parked_keys', {}, 0);
+    for (const p of await countParkedKeys(database.pool)) this.set('remit_parked_keys', { marketplace: p.marketplace, error_code: p.errorCode }, p.n);
     const oldest = await database.pool.query<{ age: number | null }>(
       `SELECT EXTRACT(EPOCH FROM now() - MIN(r.updated_at))::float8 AS age FROM remittances r
        WHERE r.status IN ('Failed','Expired','Voided') AND NOT EXISTS (

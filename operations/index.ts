@@ -9,6 +9,7 @@
 import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
+import { resumeKeys } from '../db/parking';
 import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
@@ -200,6 +201,7 @@ export async function retryRemittances(d: OperationDeps, r: OperationRequest): P
   const started = new Set<string>();
   const rest: RemittanceKey[] = [];
   if (!r.dryRun && rows.length) {
+    await resumeKeys(d.database.pool, uniqueKeys(changes.map((c) => c.key)).map(keyString)); // before the recomputations below
     for (const x of rows) {
       const id = x.recordId ? x.workflowId : null;
       const signalled = id && (started.has(id) || (d.temporal && (await signalIfWaiting(d.temporal.client, id, r.actor))));

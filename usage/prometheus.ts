@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, request } from 'undici';
 import { Decimal } from '../domain/decimal';
+import { rollupFieldOf } from '../domain/tally';
 import { UsageReadError, type HourRead, type HourToRead, type RawTally, type UsageSource } from './source';
 
 export const DEFAULT_USAGE_QUERIES_PATH = resolve(__dirname, '..', 'config', 'usage-queries.json');
@@ -66,6 +67,9 @@ function fieldMap(v: unknown, at: string, problems: string[], what: 'label' | 'd
       problems.push(`${at}.${k}: unknown key field (known: ${LABEL_FIELDS.join(', ')})`);
     } else if (typeof val !== 'string' || val.length === 0 || (what === 'label' && !LABEL_NAME_RE.test(val))) {
       problems.push(`${at}.${k}: must be ${what === 'label' ? 'a Prometheus label name' : 'a non-empty string'}, got ${JSON.stringify(val)}`);
+    } else if (what === 'default' && rollupFieldOf({ [k]: val }) !== null) {
+      // Every series without the label would become a roll-up row, which is never billed.
+      problems.push(`${at}.${k}: ${JSON.stringify(val)} marks a roll-up row, which is never billed; give a specific value`);
     } else {
       out[k as LabelField] = val;
     }

@@ -26,6 +26,8 @@ export interface RemittanceItem {
   lastError: string | null;
   workflowId: string | null;
   rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
+  /** Set while the key is parked after repeated rejections of the same kind. */
+  keyParked?: { since: string; reason: string; errorCode: string | null } | null;
 }
 
 interface Summary {
@@ -184,6 +186,7 @@ Examples:
 /** Why a remittance is where it is, in one line. */
 export function why(i: RemittanceItem): string {
   const parts: string[] = [];
+  if (i.keyParked) parts.push(`KEY PARKED since ${i.keyParked.since}: ${oneLine(i.keyParked.reason)}; resume with \`remit retry\` or a contract change;`);
   if (i.receiptId) parts.push(`receipt ${i.receiptId}${i.billedOn ? ` billed ${i.billedOn}` : ''}`);
   if (i.errorCode) parts.push(`[${i.errorCode}]`);
   if (i.reason && i.status !== 'Succeeded') parts.push(oneLine(i.reason));

@@ -10,7 +10,11 @@ import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { eventually, startTestStack, type TestStack } from '../helpers/stack';
 import { newCustomer } from '../helpers/aws';
-import { monthOf, monthStartMs } from '../../domain/time';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DEFAULT_CATALOG_PATH, lookupMetric } from '../../domain/catalog';
+import { monthOf, monthStartMs, previousMonth } from '../../domain/time';
 
 const HOUR_MS = 4000;
 const GRACE_HOURS = 0.25;
@@ -20,8 +24,23 @@ const PRODUCT_CODE = 'rosa-product';
 
 let stack: TestStack;
 
+/**
+ * The committed catalog plus a product only the billing-factor story uses, so that it can change
+ * that product's factor mid-month without touching the other stories running beside it.
+ */
+const FACTOR_PRODUCT = { productTag: 'factor-story', metric: 'Cores' };
+
 before(async () => {
-  stack = await startTestStack({ hourMs: HOUR_MS, graceHours: GRACE_HOURS });
+  const catalog = JSON.parse(readFileSync(DEFAULT_CATALOG_PATH, 'utf8')) as { products: unknown[] };
+  catalog.products.push({
+    productTag: FACTOR_PRODUCT.productTag,
+    contractEnabled: false,
+    awsProductCode: 'factor-story-code',
+    metrics: [{ metric: FACTOR_PRODUCT.metric, billingFactor: '0.25', dimensions: { aws: 'four_vcpu_hour', azure: null }, gratis: false }],
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'remit-stories-'));
+  writeFileSync(path.join(dir, 'catalog.json'), JSON.stringify(catalog));
+  stack = await startTestStack({ hourMs: HOUR_MS, graceHours: GRACE_HOURS, env: { REMIT_CATALOG_PATH: path.join(dir, 'catalog.json') } });
 });
 after(async () => {
   await stack?.stop();
@@ -305,5 +324,106 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     );
     const records = recordsOf(s.customer);
     assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[5, hour]], 'one record, current timestamp');
+  });
+});
+
+// After the stories above, not beside them: three more concurrent stories on a busy 2-core machine
+// made the first requests of the others overrun their scaled hour.
+describe('issue 9 money defects on the real stack', { concurrency: true }, () => {
+  it('late usage of a month before the previous one is billed in the current hour as its own month part; beyond REMIT_MAX_USAGE_AGE_DAYS it is refused and counted (issue 9, 1)', async () => {
+    const s = story();
+    const product = { productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs' };
+    const hour = await freshHour();
+    const current = monthOf(hour);
+    const old = previousMonth(previousMonth(current));
+    // Months apart: ceil(2.5) + ceil(1.2) = 5, in one record with the current timestamp.
+    await postTallies([tally(s, { ...product, hour: monthStartMs(old) + 5 * 86_400_000, value: 2.5 }), tally(s, { ...product, hour, value: 1.2 })]);
+    assertStillIn(hour);
+    const [r] = await settled(s.orgId, 1);
+    assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
+    assert.equal(r!.quantity, 5);
+    assert.deepEqual(r!.accumulationPeriods.map((p: Item) => [p.period, p.bill]), [[old, 3], [current, 2]]);
+    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[5, hour]], 'one record, current timestamp');
+
+    // Older than the maximum age (92 days by default): 400 naming the limit, nothing of the batch stored, counted.
+    const refused = story();
+    const tooOld = stack.currentHourMs() - 100 * 86_400_000;
+    const res = await stack.request('POST', '/v1/tallies', { tallies: [tally(refused, { ...product, hour: stack.currentHourMs(), value: 1 }), tally(refused, { ...product, hour: tooOld, value: 1 })] }, stack.tokens.ingest);
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.match(JSON.stringify(res.body.errors), /older than 92 days \(REMIT_MAX_USAGE_AGE_DAYS\)/);
+    const stored = await stack.database.pool.query('SELECT 1 FROM tallies WHERE org_id = $1', [refused.orgId]);
+    assert.equal(stored.rowCount, 0, 'nothing of the batch is stored');
+    // Roll-up rows are refused the same way (issue 9, 4).
+    const rollup = await stack.request('POST', '/v1/tallies', { tallies: [{ ...tally(refused, { ...product, hour: stack.currentHourMs(), value: 1 }), sla: '_ANY' }] }, stack.tokens.ingest);
+    assert.equal(rollup.status, 400, JSON.stringify(rollup.body));
+    assert.match(JSON.stringify(rollup.body.errors), /roll-up row/);
+    const metrics = await stack.request('GET', '/metrics', undefined, null);
+    assert.match(String(metrics.body), /remit_tallies_refused_total\{reason="too_old"\} [1-9]/);
+    assert.match(String(metrics.body), /remit_tallies_refused_total\{reason="rollup"\} [1-9]/);
+  });
+
+  it('a billing factor changed mid-month applies to the whole month: earlier claims are re-valued (issue 9, 2)', async () => {
+    const s = story();
+    const entry = lookupMetric(stack.catalog, FACTOR_PRODUCT.productTag, FACTOR_PRODUCT.metric)!;
+    const first = await freshHour();
+    await postTallies([tally(s, { ...FACTOR_PRODUCT, hour: first, value: 40 })]);
+    const [r1] = await settled(s.orgId, 1);
+    assert.equal(r1!.status, 'Succeeded', `${r1!.status}: ${r1!.reason}`);
+    assert.equal(r1!.quantity, 10, '40 Cores x 0.25');
+    assert.equal(Number(r1!.claim), 40);
+
+    // The catalog changes (in production: a new catalog file and a restart). The API and the
+    // worker of this stack share the catalog object, so this is what both see from now on.
+    entry.billingFactor = '0.5';
+    try {
+      const later = await freshHour();
+      await postTallies([tally(s, { ...FACTOR_PRODUCT, hour: later, value: 8 })]);
+      const [, r2] = await settled(s.orgId, 2);
+      assert.equal(r2!.status, 'Succeeded', `${r2!.status}: ${r2!.reason}`);
+      // billing.md: ceil((48 - 40) x 0.5) = 4. Counting the old bill (10) instead: 24 - 10 = 14.
+      assert.equal(r2!.quantity, 4);
+      assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[10, first], [4, later]]);
+    } finally {
+      entry.billingFactor = '0.25';
+    }
+  });
+
+  it('a key rejected again and again for the same reason is parked: visible, nothing more sent, its amount kept; an operator retry resumes and bills it (issue 9, 5)', async () => {
+    const s = story();
+    const product = { productTag: 'rhel-for-x86-els-payg-addon', metric: 'vCPUs' };
+    // The customer is not subscribed for exactly three records, then is.
+    stack.aws.faults.add({ kind: 'not-subscribed', match: { customer: s.customer }, count: 3 });
+    const hours: number[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const hour = await freshHour();
+      hours.push(hour);
+      await postTallies([tally(s, { ...product, hour, value: 1 })]);
+      const rows = await settled(s.orgId, i);
+      assert.equal(rows[i - 1]!.status, 'Failed', `${rows[i - 1]!.status}: ${rows[i - 1]!.reason}`);
+      assert.equal(rows[i - 1]!.errorCode, 'marketplace_customer_not_subscribed');
+      assert.equal(rows[i - 1]!.quantity, i, 'each hour bills everything still owed');
+    }
+    const parkedRows = await remittancesOf(s.orgId);
+    assert.match(parkedRows[0]!.keyParked?.reason ?? 'not parked', /3 records in a row were rejected with marketplace_customer_not_subscribed/);
+    const metrics = await stack.request('GET', '/metrics', undefined, null);
+    assert.match(String(metrics.body), /remit_parked_keys\{marketplace="aws",error_code="marketplace_customer_not_subscribed"\} [1-9]/);
+
+    // More usage: the hour's record holds everything owed and is not sent.
+    const fourth = await freshHour();
+    hours.push(fourth);
+    await postTallies([tally(s, { ...product, hour: fourth, value: 1 })]);
+    const held = (await settled(s.orgId, 4))[3]!;
+    assert.equal(held.status, 'Failed');
+    assert.equal(held.errorCode, 'key_parked', `${held.errorCode}: ${held.reason}`);
+    assert.equal(held.quantity, 4);
+    assert.equal(recordsOf(s.customer).length, 0, 'nothing accepted while parked');
+
+    // The customer subscribes; the operator retries the key.
+    const retry = await stack.request('POST', '/v1/remittances/retry', { productTag: product.productTag, start: iso(hours[0]!), end: iso(fourth + HOUR_MS), orgIds: [s.orgId] });
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    await eventually(async () => (recordsOf(s.customer).reduce((n, x) => n + x.quantity, 0) === 4 ? true : undefined), SETTLE_MS, 'the 4 owed units billed after the retry');
+    assertOnePerHour(s.customer);
+    const after = await remittancesOf(s.orgId);
+    assert.equal(after[0]!.keyParked, null, 'resumed');
   });
 });

@@ -173,3 +173,15 @@ test('the query file is validated, every problem named', () => {
   assert.equal(ok[0]!.query, 'line 1\nline 2');
   assert.equal(ok[0]!.defaults.sla, 'Standard');
 });
+
+test('a default of _ANY is refused: every series without the label would become a roll-up row (issue 9, 4)', () => {
+  let problems: string[] = [];
+  try {
+    parseUsageQueries({ labels: q.labels, queries: [{ productTag: 'rosa', metric: 'Cores', query: 'x', defaults: { sla: '_ANY' } }] });
+  } catch (err) {
+    assert.ok(err instanceof UsageQueriesError);
+    problems = err.problems;
+  }
+  assert.equal(problems.length, 1, JSON.stringify(problems));
+  assert.match(problems[0]!, /queries\[0\]\.defaults\.sla: "_ANY" marks a roll-up row/);
+});

@@ -204,15 +204,43 @@ void test('a batch of 10,000 tallies validates whole: every tally kept, canonica
   assert.deepEqual([...new Set(r.tallies.map((t) => t.key.metric))].sort(), ['Cores', 'Instance-hours']);
 });
 
-void test('refuses an hour before the previous month (no longer billable), accepts the first hour of the previous month', () => {
-  {
-    const catalog = loadCatalog();
-    const nowMs = Date.UTC(2026, 2, 10, 12);
-    const item = (hour: string) => ({ orgId: 'o', productTag: 'rosa', metric: 'Cores', sla: 'Premium', usage: 'Production', billingProvider: 'aws', billingAccountId: 'a', hour, value: 1 });
-    const old = validateTallyBatch({ tallies: [item('2026-01-31T23:00:00Z')] }, { catalog, hourMs: 3_600_000, nowMs });
-    assert.equal(old.ok, false);
-    assert.match(JSON.stringify(!old.ok && old.errors), /previous month/);
-    const ok = validateTallyBatch({ tallies: [item('2026-02-01T00:00:00Z')] }, { catalog, hourMs: 3_600_000, nowMs });
-    assert.equal(ok.ok, true);
+void test('late usage of any earlier month is accepted up to REMIT_MAX_USAGE_AGE_DAYS, whatever the day of the month (issue 9, 1)', () => {
+  const item = (hour: string) => tally({ hour });
+  // The issue's example: on 2026-12-01 a tally of 2026-10-27 (35 days old, two months back) was
+  // refused while on 2026-12-20 a tally of 2026-11-15 (35 days old) was accepted.
+  for (const [now, hour] of [['2026-12-01T00:30:00Z', '2026-10-27T05:00:00Z'], ['2026-12-20T00:30:00Z', '2026-11-15T05:00:00Z']]) {
+    const r = validateTallyBatch({ tallies: [item(hour!)] }, { ...opts, nowMs: Date.parse(now!) });
+    assert.ok(r.ok, `${hour} on ${now}: ${JSON.stringify(r)}`);
   }
+  // The default keeps a month's usage until the end of the second month after it, on the
+  // longest three months too: July's first hour on September 30th, 23:59.
+  const julyOnSep30 = validateTallyBatch({ tallies: [item('2026-07-01T00:00:00Z')] }, { ...opts, nowMs: Date.parse('2026-09-30T23:59:00Z') });
+  assert.ok(julyOnSep30.ok, JSON.stringify(julyOnSep30));
+});
+
+void test('usage older than the maximum age: refused naming the limit, counted, nothing accepted (issue 9, 1)', () => {
+  const nowMs = Date.parse('2026-12-01T00:30:00Z');
+  const old = tally({ hour: '2026-08-30T23:00:00Z' }); // 92 days and 1.5 hours before now
+  const r = validateTallyBatch({ tallies: [tally({ hour: '2026-12-01T00:00:00Z' }), old, old] }, { ...opts, nowMs });
+  assert.ok(!r.ok);
+  assert.deepEqual(r.errors.map((e) => [e.index, e.field, e.code]), [[1, 'hour', 'too_old'], [2, 'hour', 'too_old']]);
+  assert.match(r.errors[0]!.message, /92 days.*REMIT_MAX_USAGE_AGE_DAYS/);
+  assert.deepEqual(r.refused, { too_old: 2 });
+  // The limit is configurable, and the same on every day of the month.
+  const tight = validateTallyBatch({ tallies: [tally({ hour: '2026-11-20T00:00:00Z' })] }, { ...opts, nowMs, maxUsageAgeDays: 10 });
+  assert.ok(!tight.ok);
+  assert.match(tight.errors[0]!.message, /older than 10 days/);
+  assert.ok(validateTallyBatch({ tallies: [tally({ hour: '2026-11-22T00:00:00Z' })] }, { ...opts, nowMs, maxUsageAgeDays: 10 }).ok);
+});
+
+void test('roll-up rows (sla, usage or billing account _ANY) are refused: they would bill the same usage twice (issue 9, 4)', () => {
+  for (const [field, value] of [['sla', '_ANY'], ['usage', '_ANY'], ['billingAccountId', '_ANY'], ['usage', '_any']] as const) {
+    const r = validateTallyBatch({ tallies: [tally(), tally({ [field]: value })] }, opts);
+    assert.ok(!r.ok, `${field} ${value} must be refused`);
+    assert.deepEqual(r.errors.map((e) => [e.index, e.field, e.code]), [[1, field, 'rollup']]);
+    assert.match(r.errors[0]!.message, /roll-up row.*twice/);
+    assert.deepEqual(r.refused, { rollup: 1 });
+  }
+  // A value that merely contains it is a specific row.
+  assert.ok(validateTallyBatch({ tallies: [tally({ sla: 'Premium_ANY' })] }, opts).ok);
 });
