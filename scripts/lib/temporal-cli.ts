@@ -254,13 +254,13 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
 
 /**
  * SQLite settings of a dev server that keeps its state in a file (the local stack's
- * .remit/temporal.db). The server's default (a rollback journal, fsync on every commit) made
- * every workflow task wait for the disk: on this project's 2-core machine a minimal workflow ran
- * at 7/s on a file against 26/s in memory. WAL with synchronous=NORMAL writes each commit to the
- * log without waiting for the disk (17-21/s): a process that dies or restarts loses nothing,
- * since the log is in the OS's hands; only a power cut can lose the last moments, never corrupt
- * the file. synchronous=OFF (25/s) would risk the file itself on a power cut. Figures and method:
- * docs/performance.md, "Local stack: the dev server's SQLite settings".
+ * .remit/temporal.db). The server's default (a rollback journal, an fsync on every commit) made
+ * every workflow task wait for the disk: on this project's shared 2-core machine a minimal
+ * workflow ran at 7/s on a file against 25/s in memory. WAL with synchronous=NORMAL does as much
+ * work per server CPU-second as synchronous=OFF and as memory, within the machine's noise. It
+ * writes each commit to the log before returning, so a process that dies or restarts loses
+ * nothing; a power cut can lose the last moments but not corrupt the file, which OFF can.
+ * Figures: docs/performance.md, "Local stack: the dev server's SQLite settings".
  */
 export const FILE_SQLITE_PRAGMAS = ['journal_mode=WAL', 'synchronous=NORMAL'];
 /** In memory nothing is kept anyway: no journal to wait for (tests create many workflows). */
