@@ -119,6 +119,19 @@ interface StackState {
 /** Environment the bench's stack must not inherit: it would point the stack at someone else's parts. */
 const INHERITED = ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_PROMETHEUS_URL', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN', 'REMIT_API_PORT', 'REMIT_PROFILE_DIR'];
 
+/** Stacks running now, so that an interrupted bench (Ctrl-C, SIGTERM) stops them too. */
+const running = new Set<LocalStack>();
+
+/** Stops every stack a burst is running and removes its state; for the bench's signal handler. */
+export async function stopBurstStacks(): Promise<void> {
+  await Promise.allSettled(
+    [...running].map(async (s) => {
+      await s.stop();
+      fs.rmSync(s.stateDir, { recursive: true, force: true });
+    }),
+  );
+}
+
 class LocalStack {
   private output = '';
   readonly child: ChildProcess;
@@ -132,6 +145,8 @@ class LocalStack {
     this.child = spawn(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bootstrap.mjs'), 'stack'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d) => (this.output = (this.output + String(d)).slice(-20_000)));
     this.child.stderr!.on('data', (d) => (this.output = (this.output + String(d)).slice(-20_000)));
+    running.add(this);
+    this.child.once('exit', () => running.delete(this));
   }
 
   async ready(timeoutMs = 180_000): Promise<StackState> {

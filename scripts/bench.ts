@@ -29,7 +29,7 @@ import pg from 'pg';
 import { benchIngest, type IngestBench } from '../bench/ingest';
 import { benchAwsBatching, type AwsBatchingBench } from '../bench/marketplaces';
 import { benchAzureBatching, type AzureBatchingBench } from '../bench/azure';
-import { benchBurst, type BurstRun } from '../bench/burst';
+import { benchBurst, stopBurstStacks, type BurstRun } from '../bench/burst';
 import { benchFloor, type FloorBench } from '../bench/floor';
 import { startPostgres, type PostgresServer } from './lib/postgres';
 import { startTemporalDevServer, type DevServer } from './lib/temporal-cli';
@@ -170,6 +170,8 @@ async function main(): Promise<number> {
   let stopping: Promise<void> | undefined;
   const teardown = () =>
     (stopping ??= (async () => {
+      // Stacks first: their services use the servers below.
+      await stopBurstStacks();
       const results = await Promise.allSettled([temporal?.stop(), postgres?.stop(), burstPostgres?.stop()]);
       if (burstPostgresDir) fs.rmSync(burstPostgresDir, { recursive: true, force: true });
       for (const r of results) if (r.status === 'rejected') log(`tear-down: ${String(r.reason)}`);
