@@ -299,6 +299,11 @@ export async function benchBurst(o: BurstOptions): Promise<BurstRun> {
     sampler = new ProcessSampler(pids);
     const awsAdmin = s.emulators.aws?.admin;
     if (!awsAdmin) throw new Error('the local stack runs no AWS emulator (is AWS_METERING_ENDPOINT set?)');
+    // The stack prefers fixed ports (8080, 4566, ...) when they look free; on a machine shared with
+    // other stacks another one can take the port between the check and the bind, and then answer
+    // for ours. Our operator token proves the API is ours.
+    const whoami = await fetch(`${s.api}/v1/remittances?limit=1`, { headers: { authorization: `Bearer ${s.tokens.operator}` } }).catch((err: Error) => err);
+    if (whoami instanceof Error || whoami.status !== 200) throw new Error(`the API at ${s.api} is not this stack's (it refused the stack's operator token: ${whoami instanceof Error ? whoami.message : whoami.status}); another stack took its port: run again`);
 
     // Post at the start of a fresh hour, so the whole burst lands inside it and the drain after
     // its window closes measures sending alone.
