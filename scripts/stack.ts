@@ -9,8 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTE_CLI_ARGS } from '../workflows/definitions';
-import { ensureTemporalCli } from './lib/temporal-cli';
+import { devServerArgs, ensureTemporalCli } from './lib/temporal-cli';
 import { ensurePrometheusBinaries, preparePrometheus } from './lib/prometheus';
 import { Supervisor } from './lib/supervisor';
 import { writePrivateFile } from './lib/private-file';
@@ -19,7 +18,10 @@ const root = path.resolve(__dirname, '..');
 // REMIT_STATE_DIR moves the whole state (tests run a second stack beside a developer's).
 const stateDir = path.resolve(process.env.REMIT_STATE_DIR || path.join(root, '.remit'));
 const stackFile = path.join(stateDir, 'local-stack.json');
-const tsx = ['--import', 'tsx'];
+// REMIT_PROFILE_DIR: every Node service writes a V8 CPU profile there when it exits (npm run
+// bench -- burst --profile uses it to say where the time goes).
+const profileDir = process.env.REMIT_PROFILE_DIR ? path.resolve(process.env.REMIT_PROFILE_DIR) : undefined;
+const tsx = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--import', 'tsx'];
 const say = (m: string) => console.log(m);
 
 async function portFree(port: number): Promise<boolean> {
@@ -101,7 +103,7 @@ async function main() {
       await sup.start({
         name: 'temporal',
         command: cli.path,
-        args: ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(stateDir, 'temporal.db'), '--log-level', 'warn', ...SEARCH_ATTRIBUTE_CLI_ARGS],
+        args: devServerArgs({ host: '127.0.0.1', port, uiPort, dbFile: path.join(stateDir, 'temporal.db') }),
         ready: async () => {
           const c = await Connection.connect({ address: temporalAddress!, connectTimeout: 2000 });
           try {

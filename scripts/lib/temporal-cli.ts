@@ -252,23 +252,53 @@ export async function startTemporalDevServer(opts: DevServerOptions = {}): Promi
   throw lastErr ?? new Error('unreachable');
 }
 
+/**
+ * SQLite settings of a dev server that keeps its state in a file (the local stack's
+ * .remit/temporal.db). The server's default (a rollback journal, an fsync on every commit) made
+ * every workflow task wait for the disk: on this project's shared 2-core machine a minimal
+ * workflow ran at 7/s on a file against 25/s in memory. WAL with synchronous=NORMAL does as much
+ * work per server CPU-second as synchronous=OFF and as memory, within the machine's noise. It
+ * writes each commit to the log before returning, so a process that dies or restarts loses
+ * nothing; a power cut can lose the last moments but not corrupt the file, which OFF can.
+ * Figures: docs/performance.md, "Local stack: the dev server's SQLite settings".
+ */
+export const FILE_SQLITE_PRAGMAS = ['journal_mode=WAL', 'synchronous=NORMAL'];
+/** In memory nothing is kept anyway: no journal to wait for (tests create many workflows). */
+export const MEMORY_SQLITE_PRAGMAS = ['journal_mode=WAL', 'synchronous=OFF'];
+
+export interface DevServerArgs {
+  host: string;
+  port: number;
+  /** Web UI port; undefined runs headless. */
+  uiPort?: number;
+  /** SQLite file to keep state in; undefined keeps it in memory. */
+  dbFile?: string;
+  namespace?: string;
+  extraArgs?: string[];
+}
+
+/**
+ * `temporal server start-dev` arguments: the one home of the dev server's flags, for the tests'
+ * and bench's servers (startTemporalDevServer) and the local stack's (scripts/stack.ts).
+ */
+export function devServerArgs(o: DevServerArgs): string[] {
+  const args = ['server', 'start-dev', '--ip', o.host, '--port', String(o.port)];
+  if (o.uiPort === undefined) args.push('--headless');
+  else args.push('--ui-port', String(o.uiPort));
+  if (o.dbFile) args.push('--db-filename', o.dbFile);
+  for (const p of o.dbFile ? FILE_SQLITE_PRAGMAS : MEMORY_SQLITE_PRAGMAS) args.push('--sqlite-pragma', p);
+  if (o.namespace && o.namespace !== 'default') args.push('--namespace', o.namespace);
+  args.push('--log-level', 'warn', ...SEARCH_ATTRIBUTE_CLI_ARGS, ...(o.extraArgs ?? []));
+  return args;
+}
+
 async function startOnce(opts: DevServerOptions, cliPath: string, log: Log): Promise<DevServer> {
   const host = '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
   const uiPort = opts.headless ? undefined : (opts.uiPort ?? (await freePort(host)));
   const namespace = opts.namespace ?? 'default';
-  const args = ['server', 'start-dev', '--ip', host, '--port', String(port)];
-  if (uiPort === undefined) args.push('--headless');
-  else args.push('--ui-port', String(uiPort));
-  if (opts.dbFile) {
-    fs.mkdirSync(path.dirname(path.resolve(opts.dbFile)), { recursive: true });
-    args.push('--db-filename', opts.dbFile);
-  } else {
-    // Nothing to keep: trade durability for speed (tests create many workflows).
-    args.push('--sqlite-pragma', 'journal_mode=WAL', '--sqlite-pragma', 'synchronous=OFF');
-  }
-  if (namespace !== 'default') args.push('--namespace', namespace);
-  args.push('--log-level', 'warn', ...SEARCH_ATTRIBUTE_CLI_ARGS, ...(opts.extraArgs ?? []));
+  if (opts.dbFile) fs.mkdirSync(path.dirname(path.resolve(opts.dbFile)), { recursive: true });
+  const args = devServerArgs({ host, port, uiPort, dbFile: opts.dbFile, namespace, extraArgs: opts.extraArgs });
 
   const tail = new OutputTail();
   const child: ChildProcess = spawn(cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
