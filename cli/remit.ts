@@ -22,7 +22,8 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
 
 Every command takes --help and --json; those that change anything take --dry-run.
 Where the stack is: flags (--api, --token, --database, --temporal-address), else the environment
-(REMIT_API_URL, REMIT_OPERATOR_TOKEN, DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE), else
+(REMIT_API_URL, REMIT_OPERATOR_TOKEN, DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE; TLS and
+API key only from TEMPORAL_TLS_* / TEMPORAL_API_KEY[_FILE], as the services read them), else
 .remit/local-stack.json written by the local stack (npm start), in the current directory or the
 repository root. --stack FILE (or REMIT_STACK_FILE) names another file; REMIT_STACK_FILE=none
 ignores it.
