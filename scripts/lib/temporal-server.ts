@@ -66,7 +66,7 @@ export async function ensureTemporalServer(log: Log = stderrLog, opts: { env?: N
   log(`Temporal server: building ${TEMPORAL_SERVER_MODULE}/cmd/server and cmd/tools/sql @${TEMPORAL_SERVER_VERSION} with ${TEMPORAL_SERVER_GO_TOOLCHAIN} into ${rel(dir)} (once per machine: about 5 minutes, 2 GB of memory) ...`);
   try {
     const pkgs = ['cmd/server', 'cmd/tools/sql'].map((p) => `${TEMPORAL_SERVER_MODULE}/${p}@${TEMPORAL_SERVER_VERSION}`);
-    const r = await run(go, ['install', ...pkgs], { env: { ...env, GOBIN: scratch, GOTOOLCHAIN: TEMPORAL_SERVER_GO_TOOLCHAIN }, timeoutMs: 40 * 60_000 });
+    const r = await run(go, ['install', ...pkgs], { env: { ...env, GOBIN: scratch, GOTOOLCHAIN: TEMPORAL_SERVER_GO_TOOLCHAIN }, timeoutMs: 60 * 60_000 });
     if (r.code !== 0) throw new Error(`go install failed (${r.signal ?? `exit ${r.code}`}):\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-20).join('\n')}`);
     try {
       fs.renameSync(scratch, dir);
