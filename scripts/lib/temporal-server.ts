@@ -5,6 +5,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { SearchAttributeType } from '@temporalio/common';
 import { msToTs } from '@temporalio/common/lib/time';
@@ -142,10 +143,27 @@ export interface TemporalServerSpec {
   metricsAddress?: string;
 }
 
+/**
+ * Free ports for membership (ringpop): the server stores them in a PostgreSQL smallint, so they
+ * must be below 32768, where the OS never hands out ephemeral ports.
+ */
+async function membershipPorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = 20_000 + Math.floor(Math.random() * 12_000);
+    if (out.includes(p)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer().once('error', () => resolve(false)).listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) out.push(p);
+  }
+  return out;
+}
+
 /** Command, arguments and environment of one server process (every service in one process). */
 export async function temporalServerCommand(spec: TemporalServerSpec): Promise<{ command: string; args: string[]; env: NodeJS.ProcessEnv }> {
-  const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
-  const [http, fm, hg, hm, mg, mm, wg, wm] = ports.map(String);
+  const [http, hg, mg, wg] = (await Promise.all(Array.from({ length: 4 }, () => freePort()))).map(String);
+  const [fm, hm, mm, wm] = (await membershipPorts(4)).map(String);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -230,14 +248,22 @@ export async function prepareNamespace(settings: TemporalConnectionSettings, opt
     }
     const wanted = remitSearchAttributes();
     for (;;) {
-      const have = (await connection.operatorService.listSearchAttributes({ namespace: ns })).customAttributes ?? {};
+      // A namespace registered a moment ago reaches the servers' namespace caches within seconds.
+      let have: Record<string, number>;
+      try {
+        have = (await connection.operatorService.listSearchAttributes({ namespace: ns })).customAttributes ?? {};
+      } catch (err) {
+        if ((err as { code?: number }).code !== 5 /* NOT_FOUND */ || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
       const missing = Object.fromEntries(Object.entries(wanted).filter(([name]) => !(name in have)));
       const wrong = Object.entries(wanted).filter(([name, type]) => name in have && have[name] !== type);
       if (wrong.length) throw new Error(`search attributes registered with another type in ${ns}: ${wrong.map(([n]) => n).join(', ')} (a type cannot change: see docs/deploy.md)`);
       if (Object.keys(missing).length === 0) break;
       if (Date.now() > deadline) throw new Error(`search attributes not visible in ${ns} after registering: ${Object.keys(missing).join(', ')}`);
       await connection.operatorService.addSearchAttributes({ namespace: ns, searchAttributes: missing }).catch((err: { code?: number }) => {
-        if (err.code !== 6 /* ALREADY_EXISTS */) throw err;
+        if (err.code !== 6 /* ALREADY_EXISTS */ && err.code !== 5 /* NOT_FOUND: not in the cache yet */) throw err;
       });
       await new Promise((r) => setTimeout(r, 500));
     }
