@@ -27,7 +27,8 @@ import { frontendAnswers } from './lib/temporal-server';
 
 const log = (m: string) => process.stderr.write(`[cluster-proof] ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const HOUR_SECONDS = 20;
+// Long enough that a burst's workflow starts fit in one hour on a loaded 2-core machine.
+const HOUR_SECONDS = 60;
 
 async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -122,11 +123,14 @@ async function main(): Promise<number> {
     process.kill(w1, 'SIGKILL');
     log(`SIGKILLed worker-1 (pid ${w1}) with ${(await records()).length}/${keys} records accepted`);
 
-    const summary = await until(`all ${keys} remittances to succeed`, 15 * 60_000, async () => {
+    // Done when the marketplace holds one record per key and none of the org's remittances is
+    // still in flight. Under heavy load some hours expire before they are sent and are re-billed
+    // in a later hour (Expired, then Succeeded): legitimate, and the audit below checks the sums.
+    const summary = await until(`all ${keys} keys to be billed`, 15 * 60_000, async () => {
+      if ((await records()).length < keys) return undefined;
       const s = await json(`${c.apis[1] ?? c.apis[0]}/v1/remittances/summary?orgId=${orgId}`, { headers: { authorization: `Bearer ${c.tokens.operator}` } });
       const totals = s.totals as Record<string, { remittances: number }>;
-      const n = Object.values(totals).reduce((a, t) => a + t.remittances, 0);
-      return n === keys && totals.Succeeded?.remittances === keys ? totals : undefined;
+      return ['Pending', 'Sending', 'Failed', 'Unconfirmed'].every((st) => !totals[st]?.remittances) ? totals : undefined;
     });
     const accepted = await records();
     if (accepted.length !== keys) throw new Error(`the marketplace holds ${accepted.length} records for ${keys} keys`);
@@ -171,7 +175,7 @@ async function main(): Promise<number> {
       audit: 'clean',
       durationSeconds: Math.round((Date.now() - started) / 1000),
     };
-    process.stdout.write(`cluster proof passed: ${keys} remittances Succeeded through 2 APIs and 2 workers across a Temporal server restart, one worker SIGKILLed mid-send; ${calls.length} AWS calls, at most ${maxPerSecond}/s; remit audit clean; ${result.recordsPerSecondAfterWindowClose} records/s after window close\n`);
+    process.stdout.write(`cluster proof passed: ${keys} keys billed once each through 2 APIs and 2 workers across a Temporal server restart, one worker SIGKILLed mid-send; ${calls.length} AWS calls, at most ${maxPerSecond}/s; remit audit clean; ${result.recordsPerSecondAfterWindowClose} records/s after window close\n`);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
   } catch (err) {
