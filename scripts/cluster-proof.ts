@@ -45,11 +45,11 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
   }
 }
 
-async function json(url: string, init?: RequestInit): Promise<any> {
+async function json(url: string, init?: RequestInit): Promise<Record<string, unknown>> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
   const text = await r.text();
   if (r.status >= 300) throw new Error(`${init?.method ?? 'GET'} ${url} answered ${r.status}: ${text.slice(0, 300)}`);
-  return JSON.parse(text);
+  return JSON.parse(text) as Record<string, unknown>;
 }
 
 async function main(): Promise<number> {
