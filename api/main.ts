@@ -1,11 +1,11 @@
 // `node --import tsx api/main.ts`: the HTTP API process. Applies migrations at start-up.
 
-import { Client, Connection } from '@temporalio/client';
 import { loadConfig, timeSettings } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
 import { createLogger } from '../lib/log';
+import { connectClient, describeTemporal } from '../lib/temporal-connection';
 import { untilReady } from '../lib/retry';
 import { buildApi } from './app';
 
@@ -20,8 +20,7 @@ async function main() {
   const databaseUrl = cfg.databaseUrl;
   await untilReady('the database', () => migrate(databaseUrl), log);
   const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-api', max: 20 });
-  const connection = await untilReady('Temporal', () => Connection.connect({ address: cfg.temporalAddress }), log);
-  const client = new Client({ connection, namespace: cfg.temporalNamespace });
+  const { client, connection } = await untilReady(`Temporal at ${describeTemporal(cfg.temporal)}`, () => connectClient(cfg.temporal), log);
   const app = await buildApi({
     database,
     catalog: loadCatalog(cfg.catalogPath),

@@ -24,7 +24,8 @@ Every command takes --help and --json; those that change anything change nothing
 (they show the dry run and stop; --dry-run does only that).
 Where the stack is: flags (--api, --token-file, --database, --temporal-address), else the environment
 (REMIT_API_URL, REMIT_OPERATOR_TOKEN_FILE or REMIT_OPERATOR_TOKEN, DATABASE_URL, TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE), else
+TEMPORAL_NAMESPACE; TLS and API key only from TEMPORAL_TLS_* / TEMPORAL_API_KEY[_FILE], as the services
+read them), else
 .remit/local-stack.json written by the local stack (npm start), in the current directory or the
 repository root. --stack FILE (or REMIT_STACK_FILE) names another file; REMIT_STACK_FILE=none
 ignores it.

@@ -5,6 +5,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { temporalConnectionFromEnv, type TemporalConnectionSettings } from '../config/temporal';
 import { CliError, UsageError, type Io } from './args';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
@@ -122,11 +123,22 @@ export function databaseUrl(flag: string | undefined, io: Io, stack: LocalStack 
   throw new UsageError(`where is the database? Pass --database URL or set DATABASE_URL, ${NO_STACK}`);
 }
 
-export function temporalSettings(v: { address?: string; namespace?: string }, io: Io, stack: LocalStack | undefined): { address: string; namespace: string; cli: string; source: string } {
+/**
+ * Where Temporal is and how to reach it: address and namespace from the flag, the environment,
+ * the stack file or the default; TLS and API key from the same variables the services read.
+ */
+export function temporalSettings(v: { address?: string; namespace?: string }, io: Io, stack: LocalStack | undefined): TemporalConnectionSettings & { cli: string; source: string } {
+  let conn: TemporalConnectionSettings;
+  try {
+    conn = temporalConnectionFromEnv(io.env, { address: stack?.temporal?.address, namespace: stack?.temporal?.namespace });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
+    ...conn,
     source: v.address !== undefined ? '--temporal-address' : io.env.TEMPORAL_ADDRESS ? 'TEMPORAL_ADDRESS' : stack?.temporal?.address ? stack.file : 'the default',
-    address: v.address ?? (io.env.TEMPORAL_ADDRESS || undefined) ?? stack?.temporal?.address ?? 'localhost:7233',
-    namespace: v.namespace ?? (io.env.TEMPORAL_NAMESPACE || undefined) ?? stack?.temporal?.namespace ?? 'default',
+    address: v.address ?? conn.address,
+    namespace: v.namespace ?? conn.namespace,
     cli: io.env.TEMPORAL_CLI_PATH || stack?.temporal?.cli || 'temporal',
   };
 }

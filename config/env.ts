@@ -4,6 +4,7 @@
 import { PRODUCTION_HOUR_MS } from '../domain/time';
 import { DEFAULT_MAX_USAGE_AGE_DAYS } from '../domain/tally';
 import { DEFAULT_PARK_AFTER_REJECTIONS } from '../domain/parking';
+import { temporalConnectionFromEnv, type TemporalConnectionSettings } from './temporal';
 
 export interface TimeConfig {
   /** Length of one "hour" in ms (REMIT_HOUR_SECONDS x 1000). Scales every window below. */
@@ -36,6 +37,8 @@ export interface RemitConfig {
   databaseUrl: string | undefined;
   temporalAddress: string;
   temporalNamespace: string;
+  /** Everything needed to connect (address, namespace, TLS, API key): lib/temporal-connection.ts. */
+  temporal: TemporalConnectionSettings;
   taskQueue: string;
   apiPort: number;
   apiHost: string;
@@ -91,10 +94,12 @@ export function parkAfterRejectionsFromEnv(env: NodeJS.ProcessEnv = process.env)
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
+  const temporal = temporalConnectionFromEnv(env);
   return {
     databaseUrl: env.DATABASE_URL || undefined,
-    temporalAddress: env.TEMPORAL_ADDRESS || 'localhost:7233',
-    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    temporalAddress: temporal.address,
+    temporalNamespace: temporal.namespace,
+    temporal,
     taskQueue: env.REMIT_TASK_QUEUE || 'remittance-v1',
     apiPort: num(env, 'REMIT_API_PORT', 8080, { min: 0, integer: true }),
     apiHost: env.REMIT_API_HOST || '127.0.0.1',

@@ -4,13 +4,12 @@
 // Writes what it runs to .remit/local-stack.json, restarts any part that dies, and stops
 // everything on Ctrl-C. State lives under .remit/, so a restart loses nothing.
 
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { devServerArgs, ensureTemporalCli } from './lib/temporal-cli';
 import { ensurePrometheusBinaries, preparePrometheus } from './lib/prometheus';
+import { httpReady, pickPort, startEmulators, tcpReady, tokens } from './lib/services';
 import { Supervisor } from './lib/supervisor';
 import { writePrivateFile } from './lib/private-file';
 
@@ -23,48 +22,6 @@ const stackFile = path.join(stateDir, 'local-stack.json');
 const profileDir = process.env.REMIT_PROFILE_DIR ? path.resolve(process.env.REMIT_PROFILE_DIR) : undefined;
 const tsx = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--import', 'tsx'];
 const say = (m: string) => console.log(m);
-
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-async function pickPort(preferred: number): Promise<number> {
-  if (await portFree(preferred)) return preferred;
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function httpReady(url: string): Promise<void> {
-  const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
-  if (r.status >= 500) throw new Error(`${url} answered ${r.status}`);
-}
-
-async function tcpReady(port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.end();
-      resolve();
-    });
-    s.once('error', reject);
-  });
-}
-
-function tokens(): { ingest: string; operator: string } {
-  const file = path.join(stateDir, 'tokens.json');
-  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { ingest: string; operator: string }) : undefined;
-  const t = {
-    ingest: process.env.REMIT_INGEST_TOKEN || saved?.ingest || `ingest-${randomBytes(12).toString('hex')}`,
-    operator: process.env.REMIT_OPERATOR_TOKEN || saved?.operator || `operator-${randomBytes(12).toString('hex')}`,
-  };
-  writePrivateFile(file, JSON.stringify(t, null, 2));
-  return t;
-}
 
 async function main() {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
@@ -88,7 +45,7 @@ async function main() {
 
   try {
     const hourSeconds = env.REMIT_HOUR_SECONDS || '3600';
-    const t = tokens();
+    const t = tokens(stateDir);
 
     // Temporal
     const cli = await ensureTemporalCli((m: string) => say(`  ${m}`));
@@ -131,58 +88,8 @@ async function main() {
     }
 
     // Emulators
-    const emulators: Record<string, { url: string; admin: string }> = {};
     const serviceEnv: NodeJS.ProcessEnv = { REMIT_HOUR_SECONDS: hourSeconds };
-    if (!env.AWS_METERING_ENDPOINT) {
-      const port = await pickPort(4566);
-      const url = `http://127.0.0.1:${port}`;
-      say(`Starting the AWS Marketplace Metering emulator on ${url} ...`);
-      await sup.start({
-        name: 'aws-emulator',
-        command: process.execPath,
-        args: [...tsx, path.join(root, 'emulators', 'aws-main.ts')],
-        env: { ...serviceEnv, REMIT_EMULATOR_PORT: String(port) },
-        ready: () => httpReady(`${url}/_emulator/records`),
-      });
-      emulators.aws = { url, admin: `${url}/_emulator` };
-      serviceEnv.AWS_METERING_ENDPOINT = url;
-      serviceEnv.AWS_ACCESS_KEY_ID = env.AWS_ACCESS_KEY_ID || 'local-emulator';
-      serviceEnv.AWS_SECRET_ACCESS_KEY = env.AWS_SECRET_ACCESS_KEY || 'local-emulator-secret';
-    }
-    if (!env.AZURE_METERING_ENDPOINT) {
-      const azurePort = await pickPort(4567);
-      const entraPort = await pickPort(4568);
-      const url = `https://127.0.0.1:${azurePort}`;
-      const entra = `https://127.0.0.1:${entraPort}`;
-      const secret = env.AZURE_CLIENT_SECRET || `local-${randomBytes(8).toString('hex')}`;
-      say(`Starting the Azure Marketplace Metering emulator on ${url} and the Entra emulator on ${entra} ...`);
-      const certDir = path.join(stateDir, 'certs');
-      await sup.start({
-        name: 'azure-emulator',
-        command: process.execPath,
-        args: [...tsx, path.join(root, 'emulators', 'azure-main.ts')],
-        env: { ...serviceEnv, REMIT_AZURE_EMULATOR_PORT: String(azurePort), REMIT_ENTRA_EMULATOR_PORT: String(entraPort), REMIT_CERT_DIR: certDir, AZURE_CLIENT_SECRET: secret, AZURE_TENANT_ID: env.AZURE_TENANT_ID || 'remit-tenant', AZURE_CLIENT_ID: env.AZURE_CLIENT_ID || 'remit-client' },
-        ready: () => tcpReady(azurePort),
-      });
-      emulators.azure = { url, admin: `${url}/_emulator` };
-      emulators.entra = { url: entra, admin: `${entra}` };
-      Object.assign(serviceEnv, { AZURE_METERING_ENDPOINT: url, AZURE_AUTHORITY_HOST: entra, AZURE_CLIENT_SECRET: secret, REMIT_EXTRA_CA_CERT_FILE: path.join(certDir, 'ca.pem') });
-    }
-
-    if (!env.REMIT_PROMETHEUS_URL) {
-      const port = await pickPort(9090);
-      const url = `http://127.0.0.1:${port}`;
-      say(`Starting the Prometheus emulator (the usage source the hourly pull reads) on ${url} ...`);
-      await sup.start({
-        name: 'prometheus-emulator',
-        command: process.execPath,
-        args: [...tsx, path.join(root, 'emulators', 'prometheus-main.ts')],
-        env: { ...serviceEnv, REMIT_PROMETHEUS_EMULATOR_PORT: String(port) },
-        ready: () => httpReady(`${url}/_emulator/queries`),
-      });
-      emulators.prometheus = { url, admin: `${url}/_emulator` };
-      serviceEnv.REMIT_PROMETHEUS_URL = url;
-    }
+    const emulators = await startEmulators(sup, stateDir, serviceEnv, say);
 
     // API and worker
     // A set port is used as is; 0 (or unset) picks one, 8080 when free.

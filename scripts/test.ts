@@ -14,6 +14,7 @@ import path from 'node:path';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
 import { ensureTemporalCli, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
+import { ensureTemporalServer } from './lib/temporal-server';
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
 
@@ -78,7 +79,10 @@ async function main(): Promise<number> {
     const started = Date.now();
     log(`${files.length} test file(s); preparing Temporal and PostgreSQL ...`);
     const externalDb = process.env.TEST_DATABASE_URL;
-    const [cli, pgBins] = await Promise.all([ensureTemporalCli(log), externalDb ? undefined : ensurePostgresBinaries(log)]);
+    // Files that run the real Temporal server get it built here, in the set-up (no time limit),
+    // rather than inside a test file's time budget: about 5 minutes once per machine.
+    const needsServer = files.some((f) => fs.readFileSync(path.join(REPO_ROOT, f), 'utf8').includes('scripts/lib/temporal-server'));
+    const [cli, pgBins, server] = await Promise.all([ensureTemporalCli(log), externalDb ? undefined : ensurePostgresBinaries(log), needsServer ? ensureTemporalServer(log) : undefined]);
     if (interrupted) return 130;
     const [t, p] = await Promise.allSettled([
       startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
@@ -101,6 +105,7 @@ async function main(): Promise<number> {
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_CLI_PATH: cli.path,
+      ...(server ? { TEMPORAL_SERVER_PATH: server.server, TEMPORAL_SQL_TOOL_PATH: server.sqlTool } : {}),
     };
     // A developer's shell may point the product at their own stack; tests must never touch it.
     delete env.DATABASE_URL;

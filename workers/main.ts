@@ -7,6 +7,7 @@ import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
 import { createLogger } from '../lib/log';
+import { describeTemporal } from '../lib/temporal-connection';
 import { untilReady } from '../lib/retry';
 import { createMarketplaceGateway } from '../marketplaces';
 import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from './worker';
@@ -42,7 +43,7 @@ async function main() {
   const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-worker', max: 60 });
   const catalog = loadCatalog(cfg.catalogPath);
   const time = timeSettings(cfg.time);
-  const temporal = await untilReady('Temporal', () => connectTemporal(cfg), log);
+  const temporal = await untilReady(`Temporal at ${describeTemporal(cfg.temporal)}`, () => connectTemporal(cfg), log);
   const marketplaces = await createMarketplaceGateway(cfg, log, { database });
   // A bundle built at image build time (scripts/bundle-workflows.ts); unset: bundle workflows/ now.
   const bundlePath = process.env.REMIT_WORKFLOW_BUNDLE_PATH;
@@ -53,7 +54,7 @@ async function main() {
   // earlier configuration would start runs no worker can serve.
   if (process.env.REMIT_PROMETHEUS_URL) await untilReady('the usage pull schedule', () => ensureUsagePullSchedule(temporal.client, cfg.taskQueue, time), log);
   else await deleteUsagePullSchedule(temporal.client, cfg.taskQueue).catch(() => undefined);
-  log.info({ taskQueue: cfg.taskQueue, temporal: cfg.temporalAddress, hourSeconds: time.hourMs / 1000 }, 'worker started');
+  log.info({ taskQueue: cfg.taskQueue, temporal: describeTemporal(cfg.temporal), hourSeconds: time.hourMs / 1000 }, 'worker started');
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => worker.shutdown());
   await worker.run();
   await marketplaces.close();

@@ -1,13 +1,14 @@
 // Wires one remittance worker: Temporal connection, task queue, workflows, activities and their
 // dependencies. The only place that knows all of them.
 
-import { Client, Connection, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { RemitConfig, TimeSettings } from '../config/env';
 import type { Database } from '../db/client';
 import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
+import { connectClient, connectNativeConnection } from '../lib/temporal-connection';
 import { startRecordWorkflow } from '../lib/remittance-client';
 import { createUsagePullActivities } from '../activities/usage-pull';
 import { prometheusSourceFromEnv } from '../usage/prometheus';
@@ -85,9 +86,12 @@ export async function ensureSweepSchedule(client: Client, taskQueue: string, tim
   }
 }
 
-export async function connectTemporal(cfg: Pick<RemitConfig, 'temporalAddress' | 'temporalNamespace'>) {
-  const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
-  const clientConnection = await Connection.connect({ address: cfg.temporalAddress });
-  const client = new Client({ connection: clientConnection, namespace: cfg.temporalNamespace });
-  return { connection, client, close: async () => { await clientConnection.close(); await connection.close(); } };
+/** The worker's two connections (native for polling, client for starts and schedules), from the same settings. */
+export async function connectTemporal(cfg: Pick<RemitConfig, 'temporal'>) {
+  const connection = await connectNativeConnection(cfg.temporal);
+  const c = await connectClient(cfg.temporal).catch(async (err: unknown) => {
+    await connection.close();
+    throw err;
+  });
+  return { connection, client: c.client, close: async () => { await c.close(); await connection.close(); } };
 }

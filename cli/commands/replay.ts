@@ -82,12 +82,13 @@ Example:
     const signalQuery = `WorkflowType="${WORKFLOW_TYPE}" AND ExecutionStatus="Running" AND (${query})`;
     const temporalCommand = [t.cli, 'workflow', 'signal', '--address', t.address, '--namespace', t.namespace, '--query', signalQuery, '--name', signal, '--input', JSON.stringify(input), '--reason', input.reason ?? signal, '--yes'].map(shellQuote).join(' ');
 
-    const { Client, Connection } = await import('@temporalio/client'); // loaded only here: --help stays fast
+    const { Client } = await import('@temporalio/client'); // loaded only here: --help stays fast
+    const { connectClientConnection, describeTemporal } = await import('../../lib/temporal-connection.js');
     let connection: Connection;
     try {
-      connection = await Connection.connect({ address: t.address, connectTimeout: '5 seconds' });
+      connection = await connectClientConnection(t, { connectTimeout: '5 seconds' });
     } catch (err) {
-      throw new CliError(`cannot connect to Temporal at ${t.address}: ${(err as Error).message} (address from ${t.source})`);
+      throw new CliError(`cannot connect to Temporal at ${describeTemporal(t)}: ${(err as Error).message} (address from ${t.source})`);
     }
     const targets: Target[] = [];
     let failed = 0;

@@ -3,8 +3,8 @@
 // dev server that `npm test` started, and the HTTP API on a free port. Hours are scaled.
 
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '../../config/env';
@@ -14,7 +14,7 @@ import { loadCatalog, type Catalog } from '../../domain/catalog';
 import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
 import { createLogger } from '../../lib/log';
 import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
-import { createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
+import { connectTemporal, createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
 import { createTestDatabase } from './db';
 import { APP, TENANT, startAzureStack, type AzureStack } from './azure';
 import { auditLedger, type AuditReport } from '../../operations/audit';
@@ -71,8 +71,7 @@ export interface TestStack {
 export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   process.env.AWS_ACCESS_KEY_ID ??= 'test-access-key';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'test-secret-key';
-  const temporalAddress = process.env.TEMPORAL_ADDRESS;
-  if (!temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: run the tests with `npm test`, which starts Temporal and PostgreSQL');
+  if (!process.env.TEMPORAL_ADDRESS && !o.env?.TEMPORAL_ADDRESS) throw new Error('TEMPORAL_ADDRESS is not set: run the tests with `npm test`, which starts Temporal and PostgreSQL');
   installRuntime();
   const acceptanceHours = o.awsAcceptanceHours ?? 6;
   const testDb = await createTestDatabase();
@@ -101,9 +100,9 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   const catalog = loadCatalog(config.catalogPath);
   const log = createLogger('test', process.env.LOG_LEVEL || 'error');
   const taskQueue = `test-${randomUUID()}`;
-  const connection = await NativeConnection.connect({ address: temporalAddress });
-  const clientConnection = await Connection.connect({ address: temporalAddress });
-  const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+  // The workers' own connection code, from the same settings (TLS and API key included).
+  const temporal = await connectTemporal(config);
+  const { connection, client } = temporal;
   const marketplaces = await createMarketplaceGateway(config, log, { database });
   const workers: Array<{ worker: Worker; done: Promise<void> }> = [];
   const startWorker = async () => {
@@ -166,8 +165,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
       await marketplaces.close();
       await aws.close();
       await azure.close();
-      await clientConnection.close();
-      await connection.close();
+      await temporal.close();
       await database.close();
       await testDb.drop();
     },
