@@ -132,7 +132,9 @@ export async function auditLedger(d: {
         // What the ledger says was billed is what its remittances add up to (each key's bill); a
         // record none of whose remittances is left is a marketplace record the ledger cannot explain.
         const members = rows.filter((x) => x.record_id === r.id);
-        if (members.length === 0) continue;
+        // Every remittance of it voided (an operator reset: the marketplace lost it) explains nothing
+        // any more: the marketplace's record, if it has one, is then one the ledger cannot explain.
+        if (!members.some((x) => x.status !== 'Voided')) continue;
         seen.add(rec.receiptId);
         const quantity = members.reduce((sum, x) => sum + x.bill, 0);
         const hourMs = new Date(r.remittance_hour).getTime();
@@ -145,7 +147,12 @@ export async function auditLedger(d: {
       for (const r of ledgerRecords.filter((x) => x.marketplace === mp && x.status === 'Unconfirmed')) {
         const rec = slots.get(`${customerIdOf(r.customer)}|${r.dimension}|${new Date(r.remittance_hour).getTime()}`);
         if (rec && rec.quantity === r.quantity) seen.add(rec.receiptId);
-        else if (rows.some((x) => x.record_id === r.id && x.status === 'Unconfirmed')) violations.push({ invariant: 'nothing-lost', message: `unconfirmed record the marketplace does not have (${r.quantity} ${r.dimension}): reset this hour to bill it again`, recordId: r.id });
+        else {
+          // Named per remittance, so that the reset (by org and metric) can be aimed at each.
+          for (const x of rows.filter((m) => m.record_id === r.id && m.status === 'Unconfirmed')) {
+            violations.push({ invariant: 'nothing-lost', message: `unconfirmed record the marketplace does not have (${r.quantity} ${r.dimension}; this remittance ${x.bill}): reset this hour to bill it again`, recordId: r.id, remittanceId: x.id, key: x.key });
+          }
+        }
       }
       for (const rec of records) {
         if (!seen.has(rec.receiptId)) {

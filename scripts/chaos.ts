@@ -733,7 +733,7 @@ async function soak(o: Options, infra: Infra, onStack: (s: TestStack) => void, s
   // (their answers were lost until the window closed): the audit names them; reset those hours.
   if (settled) {
     const pre = await stack.audit();
-    const missing = pre.violations.filter((v) => v.recordId && v.message.startsWith('unconfirmed record the marketplace does not have'));
+    const missing = [...new Map(pre.violations.filter((v) => v.recordId && v.message.startsWith('unconfirmed record the marketplace does not have')).map((v) => [v.recordId, v])).values()];
     for (const v of missing) {
       // Every remittance of the record is reset, each by its org and metric, with a preview
       // first, as the runbook says: only if the preview names remittances of that record.

@@ -172,6 +172,21 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   };
 }
 
+/**
+ * Wait, if needed, until the current hour is past the previous hour's window close (its grace, plus
+ * a margin) with at least `minLeftMs` of it ahead, and return its start: usage posted then is
+ * computed when this hour closes, never at the previous hour's close.
+ */
+export async function pastPreviousClose(stack: Pick<TestStack, 'time' | 'currentHourMs'>, minLeftMs = 0): Promise<number> {
+  const pastGrace = stack.time.hourMs * stack.time.graceHours + 300;
+  for (;;) {
+    const hour = stack.currentHourMs();
+    const into = Date.now() - hour;
+    if (into >= pastGrace && stack.time.hourMs - into >= minLeftMs) return hour;
+    await new Promise((r) => setTimeout(r, into < pastGrace ? pastGrace - into : stack.time.hourMs - into + 20));
+  }
+}
+
 /** Poll until `fn` returns a truthy value or the timeout passes. */
 export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;

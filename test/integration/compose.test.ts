@@ -32,7 +32,8 @@ const RUNTIME_DIRS = ['activities', 'api', 'cli', 'config', 'db', 'domain', 'emu
 /** Every environment variable remit's runtime code reads, by how it reads them. */
 function variablesTheCodeReads(): Set<string> {
   const names = new Set<string>();
-  const patterns = [/\benv\.([A-Z][A-Z0-9_]*)\b/g, /\benv\[\s*'([A-Z][A-Z0-9_]*)'\s*\]/g, /\b(?:envInt|envList|num)\(\s*(?:env,\s*)?'([A-Z][A-Z0-9_]*)'/g];
+  // The last pattern: config/temporal.ts names the Temporal connection's variables in a table (TEMPORAL_ENV).
+  const patterns = [/\benv\.([A-Z][A-Z0-9_]*)\b/g, /\benv\[\s*'([A-Z][A-Z0-9_]*)'\s*\]/g, /\b(?:envInt|envList|num)\(\s*(?:env,\s*)?'([A-Z][A-Z0-9_]*)'/g, /^\s+[a-zA-Z]+: '(TEMPORAL_[A-Z0-9_]+)',$/gm];
   const walk = (dir: string) => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);

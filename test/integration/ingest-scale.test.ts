@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
 import { monthOf } from '../../domain/time';
 
 const HOUR_MS = 5000;
@@ -113,8 +113,8 @@ async function settledTotals(orgId: string, count: number) {
 const workflowCount = async (orgId: string) => (await stack.client.workflow.count(`OrgId="${orgId}"`)).count;
 
 describe('POST /v1/tallies with 10,000 tallies', () => {
-  it('stores them all in one request, starts one workflow per distinct key, bills each key once; a replay changes nothing', async () => {
-    const hour = stack.currentHourMs();
+  it('stores them all in one request, one workflow per distinct customer when the hour closes, bills each key once; a replay changes nothing', async () => {
+    const hour = await pastPreviousClose(stack, HOUR_MS / 2);
     const b = makeBatch(hour);
     assert.equal(b.tallies.length, 10_000);
     // billing.md: ceil(MTD x bf) per key and month, bf 1.
@@ -126,10 +126,10 @@ describe('POST /v1/tallies with 10,000 tallies', () => {
     // One stored tally per key and hour: the second item of each pair replaced the first.
     assert.equal(first.body.accepted, KEYS * HOURS);
     assert.equal(first.body.keys, KEYS);
-    assert.equal(first.body.remittancesStarted, KEYS, 'one workflow start per distinct key, not per tally');
+    assert.equal(first.body.windowClosesAt, new Date(hour + HOUR_MS * 1.25).toISOString(), 'computed when this hour closes; the 202 waits for no workflow');
     const stored = await storedTallies(b.orgId);
     assert.deepEqual(stored, { n: KEYS * HOURS, sumMilli: expectedSum }, 'all stored, corrections applied');
-    console.log(`# 10,000 tallies: POST answered in ${first.ms.toFixed(0)} ms (validation, one INSERT, ${KEYS} workflow starts)`);
+    console.log(`# 10,000 tallies: POST answered in ${first.ms.toFixed(0)} ms (validation, one INSERT; no workflow start)`);
 
     // Temporal has exactly one workflow per key (visibility is eventually consistent).
     await eventually(async () => (await workflowCount(b.orgId)) === KEYS, 30_000, `${KEYS} workflows in Temporal visibility`);
@@ -147,12 +147,11 @@ describe('POST /v1/tallies with 10,000 tallies', () => {
     assert.equal(replay.status, 202, JSON.stringify(replay.body));
     assert.equal(replay.body.accepted, KEYS * HOURS);
     assert.deepEqual(await storedTallies(b.orgId), stored, 'a replay stores the same rows');
-    // Still in the first hour, the API's cache starts nothing; in a later hour, one workflow per key.
-    assert.ok([0, KEYS].includes(replay.body.remittancesStarted), `started ${replay.body.remittancesStarted}`);
-    const total = KEYS + replay.body.remittancesStarted;
-    await eventually(async () => (await workflowCount(b.orgId)) === total, 30_000, `${total} workflows in Temporal visibility`);
-    const after = await settledTotals(b.orgId, total);
+    // The replay marks the keys owing; the next close computes them: nothing due, so no record
+    // and no workflow.
+    const after = await settledTotals(b.orgId, 2 * KEYS);
     assert.equal(after.billed, expectedOwed, 'the replay bills nothing');
+    assert.equal(await workflowCount(b.orgId), KEYS, 'no workflow for an hour with nothing due');
     assert.equal(stack.aws.records().filter((r) => b.accounts.includes(r.customer)).length, KEYS, 'no new record');
   });
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { buildApi } from '../../api/app';
 import { createLogger } from '../../lib/log';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
 
 const HOUR_MS = 3000;
 let stack: TestStack;
@@ -48,9 +48,8 @@ async function tallyCount(orgId: string): Promise<number> {
 describe('one remittance end to end', () => {
   it('bills posted tallies once, in one record, visible in the emulator, the API and Temporal', async () => {
     const orgId = `org-${randomUUID().slice(0, 8)}`;
-    // Start at the beginning of an hour, so that both posts belong to the same remittance hour.
-    await new Promise((r) => setTimeout(r, stack.currentHourMs() + HOUR_MS - Date.now() + 20));
-    const hour = stack.currentHourMs();
+    // Past the previous hour's close, with time left, so that both posts are computed when this hour closes.
+    const hour = await pastPreviousClose(stack, HOUR_MS / 2);
     const earlier = hour - HOUR_MS;
     // Two tally hours, one of them corrected within the batch and again in a second batch.
     const first = await stack.request('POST', '/v1/tallies', { tallies: [tally({ orgId, hour: new Date(earlier).toISOString(), value: 9 }), tally({ orgId, value: 2.5 })] }, stack.tokens.ingest);

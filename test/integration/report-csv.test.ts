@@ -50,14 +50,24 @@ function parseCsv(text: string): string[][] {
 before(async () => {
   stack = await startTestStack({ hourMs: 3000 });
   const h = (n: number) => new Date(Date.parse('2026-11-25T10:00:00Z') + n * 3_600_000);
-  const insert = (id: string, hour: Date, status: string, extra: { bill: number; claim: string; errorCode?: string; reason?: string; receiptId?: string; billedOn?: Date; lastError?: string; updatedAt: Date }) =>
-    stack.database.pool.query(
-      `INSERT INTO remittances (id, key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, remittance_hour, status, bill, claim, dimension,
-         error_code, reason, receipt_id, billed_on, attempts, last_error, deadline, workflow_id, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'four_vcpu_hour', $14, $15, $16, $17, 1, $18, $19, $20, $21, $21)`,
-      [id, keyString(key), key.billingProvider, key.billingAccountId, key.orgId, key.productTag, key.metric, key.sla, key.usage, hour, status, extra.bill, extra.claim,
-       extra.errorCode ?? null, extra.reason ?? null, extra.receiptId ?? null, extra.billedOn ?? null, extra.lastError ?? null, new Date(hour.getTime() + 6 * 3_600_000), `remit/${id}`, extra.updatedAt],
+  // Each seeded remittance travels in a marketplace record of its own, which holds the send state
+  // (attempts, last error) that the report shows beside the remittance.
+  const insert = async (id: string, hour: Date, status: string, extra: { bill: number; claim: string; errorCode?: string; reason?: string; receiptId?: string; billedOn?: Date; lastError?: string; updatedAt: Date }) => {
+    const deadline = new Date(hour.getTime() + 6 * 3_600_000);
+    await stack.database.pool.query(
+      `INSERT INTO marketplace_records (id, marketplace, identity, remittance_hour, customer, dimension, quantity, status, error_code, reason, receipt_id, attempts, last_error, deadline, billed_on, workflow_id)
+       VALUES ($1, 'aws', $1, $2, $3, 'four_vcpu_hour', GREATEST($4::int, 1), $5, $6, $7, $8, 1, $9, $10, $11, $12)`,
+      [`rec-${id}`, hour, JSON.stringify({ marketplace: 'aws', productCode: 'rosa-product', customerAwsAccountId: key.billingAccountId, licenseArn: null }), extra.bill, status,
+       extra.errorCode ?? null, extra.reason ?? null, extra.receiptId ?? null, extra.lastError ?? null, deadline, extra.billedOn ?? null, `remit/${id}`],
     );
+    await stack.database.pool.query(
+      `INSERT INTO remittances (id, key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, remittance_hour, status, bill, claim, dimension,
+         error_code, reason, receipt_id, billed_on, record_id, deadline, workflow_id, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'four_vcpu_hour', $14, $15, $16, $17, $18, $19, $20, $21, $21)`,
+      [id, keyString(key), key.billingProvider, key.billingAccountId, key.orgId, key.productTag, key.metric, key.sla, key.usage, hour, status, extra.bill, extra.claim,
+       extra.errorCode ?? null, extra.reason ?? null, extra.receiptId ?? null, extra.billedOn ?? null, `rec-${id}`, deadline, `remit/${id}`, extra.updatedAt],
+    );
+  };
   await insert(`${orgId}-1`, h(0), 'Succeeded', { bill: 4, claim: '3.5', receiptId: 'receipt-1', billedOn: h(1), updatedAt: h(1) });
   await insert(`${orgId}-2`, h(1), 'Failed', { bill: 2, claim: '1.25', errorCode: 'marketplace_customer_not_subscribed', reason: REASON, lastError: 'a, b', updatedAt: h(2) });
   await insert(`${orgId}-3`, h(2), 'Succeeded', { bill: 3, claim: '2.75', receiptId: 'receipt-3', billedOn: h(3), updatedAt: h(3) });

@@ -16,7 +16,7 @@ fi
 for sa in \
   Marketplace:Keyword \
   BillingAccountId:Keyword \
-  OrgId:Keyword \
+  OrgId:KeywordList \
   ProductTag:Keyword \
   Metric:Keyword \
   RemittanceStatus:Keyword \
