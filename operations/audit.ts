@@ -121,6 +121,10 @@ export async function auditLedger(d: {
       const byReceipt = new Map(records.map((r) => [r.receiptId, r]));
       const seen = new Set<string>();
       for (const r of ledgerRecords.filter((x) => x.marketplace === mp && x.status === 'Succeeded')) {
+        const members = rows.filter((x) => x.record_id === r.id);
+        // Every remittance of it voided (an operator reset: the marketplace lost it) explains nothing
+        // any more: the marketplace's record, if it has one, is then one the ledger cannot explain.
+        if (!members.some((x) => x.status !== 'Voided')) continue;
         let rec = r.receipt_id ? byReceipt.get(r.receipt_id) : undefined;
         // A send confirmed only by reading the usage back (Azure, after a lost answer) has a
         // receipt naming the slot, `usageEvents:<resource>|<dimension>|<hour>`, not the event id.
@@ -129,12 +133,7 @@ export async function auditLedger(d: {
           violations.push({ invariant: 'nothing-lost', message: `succeeded record whose receipt ${r.receipt_id} the marketplace does not have`, recordId: r.id });
           continue;
         }
-        // What the ledger says was billed is what its remittances add up to (each key's bill); a
-        // record none of whose remittances is left is a marketplace record the ledger cannot explain.
-        const members = rows.filter((x) => x.record_id === r.id);
-        // Every remittance of it voided (an operator reset: the marketplace lost it) explains nothing
-        // any more: the marketplace's record, if it has one, is then one the ledger cannot explain.
-        if (!members.some((x) => x.status !== 'Voided')) continue;
+        // What the ledger says was billed is what its remittances add up to (each key's bill).
         seen.add(rec.receiptId);
         const quantity = members.reduce((sum, x) => sum + x.bill, 0);
         const hourMs = new Date(r.remittance_hour).getTime();

@@ -173,17 +173,25 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
 }
 
 /**
- * Wait, if needed, until the current hour is past the previous hour's window close (its grace, plus
- * a margin) with at least `minLeftMs` of it ahead, and return its start: usage posted then is
- * computed when this hour closes, never at the previous hour's close.
+ * Wait, if needed, until the previous hour has been closed (the sweep finished it, or the hour
+ * has at least a `hour_closes` row finished at or after it) with at least `minLeftMs` of the
+ * current hour ahead, and return the current hour's start: usage posted then is computed when
+ * this hour closes, never at the previous hour's close (which can run late on a busy machine).
  */
-export async function pastPreviousClose(stack: Pick<TestStack, 'time' | 'currentHourMs'>, minLeftMs = 0): Promise<number> {
-  const pastGrace = stack.time.hourMs * stack.time.graceHours + 300;
+export async function pastPreviousClose(stack: Pick<TestStack, 'time' | 'currentHourMs' | 'database'>, minLeftMs = 0): Promise<number> {
+  const pastGrace = stack.time.hourMs * stack.time.graceHours;
   for (;;) {
     const hour = stack.currentHourMs();
     const into = Date.now() - hour;
-    if (into >= pastGrace && stack.time.hourMs - into >= minLeftMs) return hour;
-    await new Promise((r) => setTimeout(r, into < pastGrace ? pastGrace - into : stack.time.hourMs - into + 20));
+    if (stack.time.hourMs - into < minLeftMs) {
+      await new Promise((r) => setTimeout(r, stack.time.hourMs - into + 20));
+      continue;
+    }
+    if (into >= pastGrace) {
+      const closed = await stack.database.pool.query('SELECT 1 FROM hour_closes WHERE hour >= $1 AND finished_at IS NOT NULL', [new Date(hour - stack.time.hourMs)]);
+      if (closed.rowCount) return hour;
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

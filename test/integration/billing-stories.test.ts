@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
 import { newCustomer } from '../helpers/aws';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -136,13 +136,7 @@ function assertOnePerHour(customer: string) {
  * in the grace of the hour before (usage stored then is computed when that hour closes).
  */
 async function freshHour(minLeftMs = HOUR_MS * 0.4): Promise<number> {
-  const pastGrace = HOUR_MS * GRACE_HOURS + 300;
-  for (;;) {
-    const hour = stack.currentHourMs();
-    const into = Date.now() - hour;
-    if (into >= pastGrace && HOUR_MS - into >= minLeftMs) return hour;
-    await sleep(into < pastGrace ? pastGrace - into : HOUR_MS - into + 20);
-  }
+  return pastPreviousClose(stack, minLeftMs);
 }
 
 /** The tallies of one remittance hour really arrived in that hour (otherwise the story is void). */

@@ -36,7 +36,8 @@ const settled = (items: any[]) => items.length > 0 && items.every((i) => !['Pend
 
 async function assertAuditClean(stack: TestStack) {
   const report = await stack.audit();
-  assert.deepEqual(report.violations, [], 'remit audit must pass');
+  const ledger = report.violations.length ? (await stack.database.pool.query('SELECT m.id, m.status, m.receipt_id, m.quantity, r.status AS r_status, r.bill FROM marketplace_records m LEFT JOIN remittances r ON r.record_id = m.id')).rows : [];
+  assert.deepEqual(report.violations, [], `remit audit must pass; records: ${JSON.stringify(ledger)}`);
 }
 
 async function fault(stack: TestStack, spec: unknown) {
