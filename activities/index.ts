@@ -16,6 +16,7 @@ import {
   findOwingKeys,
   finishHourClose,
   getRecord,
+  keysWithUsageOnlyAfter,
   loadContractsForScopes,
   markDispatched,
   markOutcome,
@@ -244,6 +245,11 @@ export function createActivities(deps: ActivityDeps) {
         keys.push(...page);
         after = keyString(page[page.length - 1]!);
       }
+      // Keys whose usage is all after this hour (stored during its grace for the next hour: a
+      // top-of-hour burst of new keys) cannot owe anything at this hour: they stay owing for the
+      // next close, at no cost here.
+      const later = await keysWithUsageOnlyAfter(database, keys.map(keyString), hour);
+      if (later.size) keys.splice(0, keys.length, ...keys.filter((k) => !later.has(keyString(k))));
       // Group the keys by the record they go to, as decided by the contracts in force now; the
       // computation re-checks each key under its lock.
       const contracts = await loadContractsForScopes(database, keys);

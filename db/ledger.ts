@@ -583,6 +583,21 @@ export async function unstartedGroups(database: Database, a: { beforeHourMs: num
 }
 
 /**
+ * Of `keys`, those whose every tally is of an hour after `hourMs` and that were never remitted:
+ * nothing can be owed for them at `hourMs`, so a close of that hour leaves them owing for the next.
+ */
+export async function keysWithUsageOnlyAfter(database: Database, keys: string[], hourMs: number): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const r = await database.pool.query<{ key: string }>(
+    `SELECT t.key FROM tallies t WHERE t.key = ANY($1::text[])
+     GROUP BY t.key HAVING min(t.hour) > $2
+        AND NOT EXISTS (SELECT 1 FROM remittances r WHERE r.key = t.key)`,
+    [keys, new Date(hourMs)],
+  );
+  return new Set(r.rows.map((x) => x.key));
+}
+
+/**
  * Contracts of many keys in one query: a function from a key to the contracts of its org,
  * marketplace, billing account and product.
  */

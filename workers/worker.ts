@@ -70,7 +70,9 @@ export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
  * with one schedule.
  */
 export async function ensureSweepSchedule(client: Client, taskQueue: string, time: TimeSettings): Promise<void> {
-  const offset = Math.round(time.hourMs * time.graceHours) + Math.min(1000, Math.round(time.hourMs / 100));
+  // Schedules keep whole seconds (a 780 ms offset fires at 0 ms, a whole hour early for the
+  // close it is meant for): round the offset up, so a run is never before its window's close.
+  const offset = Math.ceil((time.hourMs * time.graceHours + Math.min(1000, time.hourMs / 100)) / 1000) * 1000;
   const spec = { intervals: [{ every: time.hourMs, offset: offset % time.hourMs }] };
   const scheduleId = sweepScheduleId(taskQueue);
   try {
