@@ -7,25 +7,11 @@ import { apiSettings, loadStack } from '../stack';
 import { GROUP_BY } from '../../db/reports';
 import { remittancesCsvHeader, remittancesCsvRows } from '../../lib/remittance-csv';
 import { MARKETPLACES } from '../../domain/key';
+import type { RemittanceCsvItem } from '../../lib/remittance-csv';
 import { REMITTANCE_STATUSES } from '../../workflows/definitions';
 
-export interface RemittanceItem {
-  id: string;
-  key: { billingProvider: string; billingAccountId: string; orgId: string; productTag: string; metric: string; sla: string; usage: string };
-  remittanceHour: string;
-  quantity: number;
-  claim: string | null;
-  dimension: string | null;
-  status: string;
-  errorCode: string | null;
-  reason: string | null;
-  receiptId: string | null;
-  billedOn: string | null;
-  deadline: string | null;
-  attempts: number | null;
-  lastError: string | null;
-  workflowId: string | null;
-  rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
+/** One item of GET /v1/remittances: the fields the CSV has too, and the key's parked state. */
+export interface RemittanceItem extends RemittanceCsvItem {
   /** Set while the key is parked after repeated rejections of the same kind. */
   keyParked?: { since: string; reason: string; errorCode: string | null } | null;
 }
