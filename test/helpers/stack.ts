@@ -180,7 +180,9 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
  */
 export async function pastPreviousClose(stack: Pick<TestStack, 'time' | 'currentHourMs' | 'database'>, minLeftMs = 0): Promise<number> {
   const pastGrace = stack.time.hourMs * stack.time.graceHours;
+  const giveUp = Date.now() + 10 * stack.time.hourMs;
   for (;;) {
+    if (Date.now() > giveUp) throw new Error(`no hour closed in time with ${minLeftMs} ms of the next still ahead: is the sweep schedule running?`);
     const hour = stack.currentHourMs();
     const into = Date.now() - hour;
     if (stack.time.hourMs - into < minLeftMs) {

@@ -201,7 +201,7 @@ describe('an outage longer than the acceptance window', () => {
     const acct = newAccount();
     const orgId = `org-${randomUUID().slice(0, 8)}`;
     // Down from the post until after that hour's deadline.
-    const hour = await pastPreviousClose(stack, 1000);
+    const hour = await pastPreviousClose(stack, 500);
     await fault(stack, { kind: 'server-error', durationMs: 7000, match: { customer: acct } });
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 11, hour)] }, stack.tokens.ingest)).status, 202);
     const items = await eventually(async () => {
