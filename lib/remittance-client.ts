@@ -29,8 +29,6 @@ export interface RecordStart {
 export interface RecordStarterOptions {
   client: Client;
   taskQueue: string;
-  /** Starts in flight at once. */
-  concurrency?: number;
 }
 
 export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStart): Promise<boolean> {
@@ -59,17 +57,4 @@ export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStar
     if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
     throw err;
   }
-}
-
-/** Start many workflows, a few at a time; returns how many were new. */
-export async function startRecordWorkflows(o: RecordStarterOptions, starts: RecordStart[]): Promise<number> {
-  let next = 0;
-  let started = 0;
-  const lanes = Array.from({ length: Math.min(o.concurrency ?? 32, starts.length) }, async () => {
-    while (next < starts.length) {
-      if (await startRecordWorkflow(o, starts[next++]!)) started++;
-    }
-  });
-  await Promise.all(lanes);
-  return started;
 }
