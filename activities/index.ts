@@ -10,17 +10,19 @@
 
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Database } from '../db/client';
+import { groupCommit } from '../db/group-commit';
 import {
   claimHourClose,
-  computeGroup,
+  computeGroups,
   findOwingKeys,
   finishHourClose,
   getRecord,
   keysWithUsageOnlyAfter,
   loadContractsForScopes,
-  markDispatched,
+  markDispatchedMany,
   markOutcome,
-  markSending,
+  markSendingMany,
+  markSucceededMany,
   recomputeRecord,
   recordAttemptError,
   recordAudit,
@@ -92,14 +94,21 @@ function heartbeat(details?: unknown): void {
   if (!ctx.info.isLocal) ctx.heartbeat(details);
 }
 
+/** Keys per computation transaction while an hour closes (see closeHour). */
+const COMPUTE_BATCH_KEYS = 200;
+
 export function createActivities(deps: ActivityDeps) {
   const now = deps.now ?? Date.now;
   const { database } = deps;
+  // The records of one marketplace call write their intent, dispatch and acceptance together.
+  const markSending = groupCommit((ids: string[]) => markSendingMany(database, ids));
+  const markDispatched = groupCommit((ids: string[]) => markDispatchedMany(database, ids));
+  const markSucceeded = groupCommit((accepted: Array<{ id: string; receiptId: string }>) => markSucceededMany(database, accepted));
 
   async function settle(row: RecordRow, outcome: SendOutcome): Promise<SendResult | undefined> {
     switch (outcome.kind) {
       case 'accepted':
-        return toResult((await markOutcome(database, row.id, { status: 'Succeeded', receiptId: outcome.receiptId }))!);
+        return toResult((await markSucceeded({ id: row.id, receiptId: outcome.receiptId }))!);
       case 'terminal': {
         // After a lost answer, a rejection of the re-send does not prove the first send was not
         // recorded (a customer can unsubscribe in between). Only Azure's expiry, which its client
@@ -152,7 +161,7 @@ export function createActivities(deps: ActivityDeps) {
      * what it recorded instead of sending blind.
      */
     async sendRecord(a: { recordId: string }): Promise<SendResult> {
-      const marked = await markSending(database, a.recordId);
+      const marked = await markSending(a.recordId);
       if (!marked) throw ApplicationFailure.nonRetryable(`marketplace record ${a.recordId} does not exist`, 'NonRetryable');
       const { row, wasInFlight } = marked;
       if (row.status !== 'Sending') return toResult(row);
@@ -160,7 +169,7 @@ export function createActivities(deps: ActivityDeps) {
       const log = deps.log.child({ recordId: row.id, workflowId: row.workflowId, attempt: row.attempts });
       let outcome: SendOutcome;
       let inDoubt = row.inDoubt;
-      const dispatch = () => markDispatched(database, row.id);
+      const dispatch = () => markDispatched(row.id);
       if (wasInFlight) {
         await dispatch();
         outcome = await deps.marketplaces.resolve(record);
@@ -252,7 +261,7 @@ export function createActivities(deps: ActivityDeps) {
       if (later.size) keys.splice(0, keys.length, ...keys.filter((k) => !later.has(keyString(k))));
       // Group the keys by the record they go to, as decided by the contracts in force now; the
       // computation re-checks each key under its lock.
-      const contracts = await loadContractsForScopes(database, keys);
+      const contracts = await loadContractsForScopes(database.pool, keys);
       const groups = new Map<string, { target: GroupTarget; keys: RemittanceKey[] }>();
       for (const key of keys) {
         const t = recordTargetOf(key, lookupMetric(deps.catalog, key.productTag, key.metric) ?? null, contracts(key), hour);
@@ -262,20 +271,32 @@ export function createActivities(deps: ActivityDeps) {
         groups.set(id, g);
       }
 
-      // A few groups compute at a time (each is one transaction) while their workflows start:
-      // a record's workflow starts as soon as its group is committed.
+      // Groups compute in batches of about COMPUTE_BATCH_KEYS keys, one transaction each (set-based:
+      // a dozen statements per batch), two batches at a time, while their workflows start: a
+      // record's workflow starts as soon as its batch is committed.
       let records = 0;
       let computed = 0;
       const settings = { catalog: deps.catalog, time: deps.time, nowMs: now() };
       const queue = [...groups.values()];
       const starts: RecordStart[] = [];
       let computing = true;
-      const computers = Array.from({ length: Math.min(4, queue.length) }, async () => {
-        for (let g = queue.shift(); g; g = queue.shift()) {
-          const out = await computeGroup(database, { ...settings, keys: g.keys, hourMs: hour, target: g.target });
-          computed += out.computed.length;
-          if (out.record) records++;
-          starts.push(...startsOf(out, hour));
+      const nextBatch = () => {
+        const batch: typeof queue = [];
+        for (let n = 0; queue.length > 0 && (batch.length === 0 || n + queue[0]!.keys.length <= COMPUTE_BATCH_KEYS); ) {
+          const g = queue.shift()!;
+          n += g.keys.length;
+          batch.push(g);
+        }
+        return batch;
+      };
+      const computers = Array.from({ length: Math.min(2, queue.length) }, async () => {
+        for (let batch = nextBatch(); batch.length > 0; batch = nextBatch()) {
+          const outs = await computeGroups(database, { ...settings, groups: batch, hourMs: hour });
+          for (const out of outs) {
+            computed += out.computed.length;
+            if (out.record) records++;
+            starts.push(...startsOf(out, hour));
+          }
           heartbeat(computed);
         }
       });

@@ -8,11 +8,12 @@
 import type { PoolClient } from 'pg';
 
 /**
- * SQL selecting the key's late months up to (including) `monthParam`, one row each as `period`;
- * later months are not due at that hour. Both arguments are placeholders ('$1', '$4').
+ * SQL selecting the keys' late months up to (including) `monthParam`, one row each as
+ * (key, period); later months are not due at that hour. `keyCondition` is what the key must equal
+ * ('$1', 'ANY($1::text[])'), `monthParam` a placeholder ('$4').
  */
-export function latePeriodsOf(keyParam: string, monthParam: string): string {
-  return `p FROM remittance_keys, unnest(late_periods) AS p WHERE key = ${keyParam} AND p <= ${monthParam}`;
+export function latePeriodsOf(keyCondition: string, monthParam: string): string {
+  return `key, p AS period FROM remittance_keys, unnest(late_periods) AS p WHERE key = ${keyCondition} AND p <= ${monthParam}`;
 }
 
 /**
@@ -21,10 +22,15 @@ export function latePeriodsOf(keyParam: string, monthParam: string): string {
  * `month` itself stays until a computation of a later month: this one saw it only up to its hour.
  * A store waiting on the key's lock adds its months after this commits, so none is lost.
  */
-export async function forgetLatePeriods(c: PoolClient, key: string, month: string): Promise<void> {
+export async function forgetLatePeriodsMany(c: PoolClient, keys: string[], month: string): Promise<void> {
+  if (keys.length === 0) return;
   await c.query(
     `UPDATE remittance_keys SET late_periods = ARRAY(SELECT p FROM unnest(late_periods) AS p WHERE p >= $2 ORDER BY p)
-     WHERE key = $1 AND late_periods <> '{}' AND EXISTS (SELECT 1 FROM unnest(late_periods) AS p WHERE p < $2)`,
-    [key, month],
+     WHERE key = ANY($1::text[]) AND late_periods <> '{}' AND EXISTS (SELECT 1 FROM unnest(late_periods) AS p WHERE p < $2)`,
+    [keys, month],
   );
+}
+
+export async function forgetLatePeriods(c: PoolClient, key: string, month: string): Promise<void> {
+  await forgetLatePeriodsMany(c, [key], month);
 }

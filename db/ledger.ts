@@ -21,14 +21,14 @@ import { recordIdentity, recordWorkflowId, unsentWorkflowId } from '../domain/re
 import { monthOf, nextMonthStartMs, previousMonth } from '../domain/time';
 import type { RemittanceStatus } from '../workflows/definitions';
 import type { MarketplaceCustomer } from '../marketplaces/types';
-import { decideRemittance, type PeriodDecision, type RecordDecision } from '../domain/remittance';
-import { MAX_BILL } from '../domain/billing';
+import { decideRemittance, type PeriodDecision, type PeriodInput, type RecordDecision } from '../domain/remittance';
+import { MAX_BILL, type EarlierRemittance } from '../domain/billing';
 import type { Catalog } from '../domain/catalog';
 import type { Contract } from '../domain/contracts';
 import { NOT_REMITTED, RECOMPUTABLE, sourcesOf } from '../domain/lifecycle';
 import type { TimeSettings } from '../config/env';
-import { forgetLatePeriods, latePeriodsOf } from './late-periods';
-import { NOT_PARKED, clearRejections, countRejection, holdIfParked } from './parking';
+import { forgetLatePeriods, forgetLatePeriodsMany, latePeriodsOf } from './late-periods';
+import { NOT_PARKED, countRejection, holdIfParked, holdParked } from './parking';
 
 export { NOT_REMITTED };
 
@@ -119,16 +119,36 @@ export async function withTransaction<T>(database: Database, fn: (c: PoolClient)
   }
 }
 
-/** Make sure the key's row exists, then lock it for the rest of the transaction. */
-export async function lockKey(c: PoolClient, key: RemittanceKey): Promise<{ changeSeq: number }> {
-  const k = keyString(key);
+/** What a computation reads of a key under its lock. */
+interface LockedKey {
+  changeSeq: number;
+  parked: { at: Date; reason: string } | null;
+}
+
+/**
+ * Make sure the keys' rows exist, then lock them, in key order (every locker takes keys in that
+ * order, so two computations never wait on each other in a cycle), for the rest of the transaction.
+ */
+export async function lockKeys(c: PoolClient, keys: RemittanceKey[]): Promise<Map<string, LockedKey>> {
+  const sorted = [...new Map(keys.map((k) => [keyString(k), k])).entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  const col = (f: (k: RemittanceKey) => string) => sorted.map(([, k]) => f(k));
   await c.query(
     `INSERT INTO remittance_keys (key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage, change_seq, computed_seq)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,0,0) ON CONFLICT (key) DO NOTHING`,
-    [k, key.billingProvider, key.billingAccountId, key.orgId, key.productTag, key.metric, key.sla, key.usage],
+     SELECT *, 0, 0 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) ORDER BY 1
+     ON CONFLICT (key) DO NOTHING`,
+    [sorted.map(([k]) => k), col((k) => k.billingProvider), col((k) => k.billingAccountId), col((k) => k.orgId), col((k) => k.productTag), col((k) => k.metric), col((k) => k.sla), col((k) => k.usage)],
   );
-  const r = await c.query<{ changeSeq: number }>('SELECT change_seq AS "changeSeq" FROM remittance_keys WHERE key = $1 FOR UPDATE', [k]);
-  return r.rows[0]!;
+  const r = await c.query<{ key: string; changeSeq: number; parkedAt: Date | null; parkedReason: string | null }>(
+    `SELECT key, change_seq AS "changeSeq", parked_at AS "parkedAt", parked_reason AS "parkedReason"
+     FROM remittance_keys WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE`,
+    [sorted.map(([k]) => k)],
+  );
+  return new Map(r.rows.map((x) => [x.key, { changeSeq: x.changeSeq, parked: x.parkedAt ? { at: x.parkedAt, reason: x.parkedReason ?? '' } : null }]));
+}
+
+/** Make sure the key's row exists, then lock it for the rest of the transaction. */
+export async function lockKey(c: PoolClient, key: RemittanceKey): Promise<LockedKey> {
+  return (await lockKeys(c, [key])).get(keyString(key))!;
 }
 
 /** Something changed that can change what a key owes: the hourly sweep will pick it up. */
@@ -158,44 +178,62 @@ export async function loadContractsFor(c: PoolClient | Database['pool'], key: Re
 }
 
 /**
- * Everything the pure decision needs for one key at one remittance hour, read inside the key's
- * lock. `excludeId` leaves out the row being recomputed (an operator retry of that hour).
+ * Everything the pure decision needs for some keys at one remittance hour, read inside their
+ * locks, in three statements whatever the number of keys. `excludeId` leaves out the row being
+ * recomputed (an operator retry of that hour).
  */
-async function gatherPeriods(c: PoolClient, k: string, hourMs: number, remittanceHourMs: number, excludeId: string | null) {
+async function gatherPeriodsMany(c: PoolClient, ks: string[], hourMs: number, remittanceHourMs: number, excludeId: string | null): Promise<Map<string, PeriodInput[]>> {
   const current = monthOf(remittanceHourMs);
   // Current and previous month always; older months only while they hold an amount that did
   // not reach the marketplace (failed / expired / voided) or usage that waited for a contract, so
   // such an amount is never dropped.
   // And months that received late usage since the key's last computation (issue 9: usage of any
   // earlier month is billed, up to REMIT_MAX_USAGE_AGE_DAYS, without a full-history scan).
-  const older = await c.query<{ period: string }>(
-    `SELECT DISTINCT p.period FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
-     WHERE p.key = $1 AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3
-     UNION SELECT ${latePeriodsOf('$1', '$4')}`,
-    [k, NOT_REMITTED, previousMonth(current), current],
+  const older = await c.query<{ key: string; period: string }>(
+    `SELECT DISTINCT p.key, p.period FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
+     WHERE p.key = ANY($1::text[]) AND (r.status = ANY($2) OR r.status = 'WaitingForContract') AND p.period < $3
+     UNION SELECT ${latePeriodsOf('ANY($1::text[])', '$4')}`,
+    [ks, NOT_REMITTED, previousMonth(current), current],
   );
-  const periods = [...new Set([previousMonth(current), current, ...older.rows.map((r) => r.period)])].sort();
-  const out = [];
-  for (const period of periods) {
-    // MTD through the remittance hour (current month) or through the month's last hour.
-    const evaluatedAtMs = Math.min(remittanceHourMs, nextMonthStartMs(period) - hourMs);
-    const mtd = await c.query<{ mtd: string; n: string }>(
-      `SELECT COALESCE(SUM(value), 0)::text AS mtd, COUNT(*)::text AS n FROM tallies WHERE key = $1 AND period = $2 AND hour <= $3`,
-      [k, period, new Date(evaluatedAtMs)],
-    );
-    // The claim (metric units) too: billing.md counts what was remitted in metric units, so a
-    // billing factor changed mid-month re-values the month's earlier claims (domain/billing.ts).
-    const earlier = await c.query<{ status: RemittanceStatus; bill: number; claim: string; gratis: boolean }>(
-      `SELECT r.status, p.bill, p.claim::text AS claim, p.gratis FROM remittance_parts p JOIN remittances r ON r.id = p.remittance_id
-       WHERE p.key = $1 AND p.period = $2 AND ($3::text IS NULL OR r.id <> $3)`,
-      [k, period, excludeId],
-    );
-    if (mtd.rows[0]!.n === '0' && earlier.rows.length === 0) continue;
-    out.push({ period, evaluatedAtMs, mtd: mtd.rows[0]!.mtd, earlier: earlier.rows });
+  const periodsOf = new Map(ks.map((k) => [k, new Set([previousMonth(current), current])]));
+  for (const r of older.rows) periodsOf.get(r.key)?.add(r.period);
+  // MTD through the remittance hour (current month) or through the month's last hour.
+  const wanted = [...periodsOf].flatMap(([key, ps]) => [...ps].sort().map((period) => ({ key, period, evaluatedAtMs: Math.min(remittanceHourMs, nextMonthStartMs(period) - hourMs) })));
+  const keysCol = wanted.map((w) => w.key);
+  const periodsCol = wanted.map((w) => w.period);
+  const mtd = await c.query<{ key: string; period: string; mtd: string; n: number }>(
+    `SELECT q.key, q.period, COALESCE(SUM(t.value), 0)::text AS mtd, COUNT(t.value)::int AS n
+     FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS q(key, period, upto)
+     LEFT JOIN tallies t ON t.key = q.key AND t.period = q.period AND t.hour <= q.upto
+     GROUP BY q.key, q.period`,
+    [keysCol, periodsCol, wanted.map((w) => new Date(w.evaluatedAtMs).toISOString())],
+  );
+  // The claim (metric units) too: billing.md counts what was remitted in metric units, so a
+  // billing factor changed mid-month re-values the month's earlier claims (domain/billing.ts).
+  const earlier = await c.query<{ key: string; period: string; status: RemittanceStatus; bill: number; claim: string; gratis: boolean }>(
+    `SELECT p.key, p.period, r.status, p.bill, p.claim::text AS claim, p.gratis
+     FROM unnest($1::text[], $2::text[]) AS q(key, period)
+     JOIN remittance_parts p ON p.key = q.key AND p.period = q.period JOIN remittances r ON r.id = p.remittance_id
+     WHERE $3::text IS NULL OR r.id <> $3`,
+    [keysCol, periodsCol, excludeId],
+  );
+  const at = (key: string, period: string) => `${key}\u0000${period}`;
+  const mtdOf = new Map(mtd.rows.map((r) => [at(r.key, r.period), r]));
+  const earlierOf = new Map<string, EarlierRemittance[]>();
+  for (const { key, period, ...e } of earlier.rows) earlierOf.set(at(key, period), [...(earlierOf.get(at(key, period)) ?? []), e]);
+  const out = new Map<string, PeriodInput[]>(ks.map((k) => [k, []]));
+  for (const w of wanted) {
+    const m = mtdOf.get(at(w.key, w.period));
+    const e = earlierOf.get(at(w.key, w.period)) ?? [];
+    if (!m?.n && e.length === 0) continue;
+    out.get(w.key)!.push({ period: w.period, evaluatedAtMs: w.evaluatedAtMs, mtd: m?.mtd ?? '0', earlier: e });
   }
   return out;
 }
 
+async function gatherPeriods(c: PoolClient, k: string, hourMs: number, remittanceHourMs: number, excludeId: string | null): Promise<PeriodInput[]> {
+  return (await gatherPeriodsMany(c, [k], hourMs, remittanceHourMs, excludeId)).get(k)!;
+}
 
 export interface ComputeSettings {
   catalog: Catalog;
@@ -230,6 +268,12 @@ function deadlineOf(key: Pick<RemittanceKey, 'billingProvider'>, hourMs: number,
   return hourMs + time.hourMs * (time.acceptanceHours[key.billingProvider] ?? 6);
 }
 
+/** One group of keys to compute: the owing keys whose usage goes to one record, or to none. */
+export interface KeyGroup {
+  keys: RemittanceKey[];
+  target: GroupTarget;
+}
+
 /**
  * Compute, for remittance hour `hourMs`, every key of one group: the owing keys whose usage goes
  * to one marketplace record (`target`), or to none (`target` null: no contract says where, or
@@ -238,101 +282,156 @@ function deadlineOf(key: Pick<RemittanceKey, 'billingProvider'>, hourMs: number,
  * bills. A key whose record turns out to be another (a contract changed since the group was
  * formed), or whose record for this hour already exists, is left owing for the next hour.
  */
-export async function computeGroup(database: Database, a: ComputeSettings & { keys: RemittanceKey[]; hourMs: number; target: GroupTarget }): Promise<GroupOutcome> {
+export async function computeGroup(database: Database, a: ComputeSettings & KeyGroup & { hourMs: number }): Promise<GroupOutcome> {
+  return (await computeGroups(database, { ...a, groups: [{ keys: a.keys, target: a.target }] }))[0]!;
+}
+
+/**
+ * computeGroup for many groups in one transaction, with set-based statements (a dozen whatever
+ * the number of keys, instead of a dozen per key): an hour's close of thousands of one-key groups
+ * (a seller with many customers) is otherwise bound by round trips. The rules per group are
+ * computeGroup's.
+ */
+export async function computeGroups(database: Database, a: ComputeSettings & { groups: KeyGroup[]; hourMs: number }): Promise<GroupOutcome[]> {
   return withTransaction(database, async (c) => {
-    const keys = [...a.keys].sort((x, y) => (keyString(x) < keyString(y) ? -1 : 1));
-    const seqs = new Map<string, number>();
-    for (const key of keys) seqs.set(keyString(key), (await lockKey(c, key)).changeSeq);
     const hour = new Date(a.hourMs);
-    const identity = a.target ? recordIdentity(a.target.customer, a.target.dimension) : null;
-    if (identity) {
-      const made = await c.query('SELECT 1 FROM marketplace_records WHERE identity = $1 AND remittance_hour = $2', [identity, hour]);
-      if (made.rowCount) return { computed: [], deferred: keys, record: null };
-    }
-    const recordId = identity ? randomUUID() : null;
-    const recordWorkflow = a.target ? recordWorkflowId(a.target.customer, a.target.dimension, a.hourMs) : null;
-    const contractsOf = new Map<string, Contract[]>();
-    const computed: ComputedRemittance[] = [];
-    const deferred: RemittanceKey[] = [];
-    const writes: Array<{ key: RemittanceKey; decision: RecordDecision; periods: PeriodDecision[] }> = [];
-    for (const key of keys) {
-      const k = keyString(key);
-      const existing = await c.query('SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour = $2', [k, hour]);
-      if (existing.rowCount) continue;
-      const scope = [key.orgId, key.billingProvider, key.billingAccountId, key.productTag].join('|');
-      let contracts = contractsOf.get(scope);
-      if (!contracts) contractsOf.set(scope, (contracts = await loadContractsFor(c, key)));
-      const periods = await gatherPeriods(c, k, a.time.hourMs, a.hourMs, null);
-      // A parked key (repeated terminal rejections, db/parking.ts) sends nothing; its amount stays owed.
-      const decision = await holdIfParked(c, k, decideRemittance({ key, catalog: a.catalog, contracts, periods, remittanceHourMs: a.hourMs }), 'initial', false);
-      if (decision.status === 'Pending' && (!decision.customer || !decision.dimension || recordIdentity(decision.customer, decision.dimension) !== identity)) {
-        deferred.push(key);
+    const all = a.groups.flatMap((g) => g.keys);
+    const ks = [...new Set(all.map(keyString))];
+    const locked = await lockKeys(c, all);
+    const identities = a.groups.flatMap((g) => (g.target ? [recordIdentity(g.target.customer, g.target.dimension)] : []));
+    const made = new Set(
+      (await c.query<{ identity: string }>('SELECT identity FROM marketplace_records WHERE identity = ANY($1::text[]) AND remittance_hour = $2', [identities, hour])).rows.map((r) => r.identity),
+    );
+    const existing = new Set((await c.query<{ key: string }>('SELECT key FROM remittances WHERE key = ANY($1::text[]) AND remittance_hour = $2', [ks, hour])).rows.map((r) => r.key));
+    const usageAfter = new Set((await c.query<{ key: string }>('SELECT DISTINCT key FROM tallies WHERE key = ANY($1::text[]) AND hour > $2', [ks, hour])).rows.map((r) => r.key));
+    const contractsOf = await loadContractsForScopes(c, all);
+    const periodsOf = await gatherPeriodsMany(c, ks.filter((k) => !existing.has(k)), a.time.hourMs, a.hourMs, null);
+
+    const outcomes: GroupOutcome[] = [];
+    const records: Array<{ id: string; target: NonNullable<GroupTarget>; identity: string; quantity: number; deadlineMs: number; workflowId: string }> = [];
+    const rows: Array<{ id: string; key: RemittanceKey; decision: RecordDecision; deadlineMs: number; recordId: string | null; workflowId: string | null }> = [];
+    for (const g of a.groups) {
+      const keys = [...g.keys].sort((x, y) => (keyString(x) < keyString(y) ? -1 : 1));
+      const identity = g.target ? recordIdentity(g.target.customer, g.target.dimension) : null;
+      if (identity && made.has(identity)) {
+        outcomes.push({ computed: [], deferred: keys, record: null });
         continue;
       }
-      // Usage stored during this hour's grace for the next hour is that hour's business: a key
-      // with nothing due through this hour but usage after it gets no row now (it stays owing).
-      if (decision.status === 'NothingDue' && (await c.query('SELECT 1 FROM tallies WHERE key = $1 AND hour > $2 LIMIT 1', [k, hour])).rowCount) continue;
-      writes.push({ key, decision, periods: decision.periods });
-    }
-    // One record carries at most MAX_BILL units (AWS's limit, the column's type): keys beyond it
-    // wait for the next hour's record.
-    let quantity = 0;
-    const sending: typeof writes = [];
-    for (const w of writes.filter((x) => x.decision.status === 'Pending')) {
-      if (quantity + w.decision.bill > MAX_BILL) {
-        deferred.push(w.key);
-        writes.splice(writes.indexOf(w), 1);
-        continue;
+      const recordId = identity ? randomUUID() : null;
+      const recordWorkflow = g.target ? recordWorkflowId(g.target.customer, g.target.dimension, a.hourMs) : null;
+      const deferred: RemittanceKey[] = [];
+      const writes: Array<{ key: RemittanceKey; decision: RecordDecision }> = [];
+      for (const key of keys) {
+        const k = keyString(key);
+        if (existing.has(k)) continue;
+        // A parked key (repeated terminal rejections, db/parking.ts) sends nothing; its amount stays owed.
+        const decision = holdParked(decideRemittance({ key, catalog: a.catalog, contracts: contractsOf(key), periods: periodsOf.get(k)!, remittanceHourMs: a.hourMs }), locked.get(k)!.parked);
+        if (decision.status === 'Pending' && (!decision.customer || !decision.dimension || recordIdentity(decision.customer, decision.dimension) !== identity)) {
+          deferred.push(key);
+          continue;
+        }
+        // Usage stored during this hour's grace for the next hour is that hour's business: a key
+        // with nothing due through this hour but usage after it gets no row now (it stays owing).
+        if (decision.status === 'NothingDue' && usageAfter.has(k)) continue;
+        writes.push({ key, decision });
       }
-      quantity += w.decision.bill;
-      sending.push(w);
+      // One record carries at most MAX_BILL units (AWS's limit, the column's type): keys beyond it
+      // wait for the next hour's record.
+      let quantity = 0;
+      const kept: typeof writes = [];
+      for (const w of writes) {
+        if (w.decision.status === 'Pending' && quantity + w.decision.bill > MAX_BILL) {
+          deferred.push(w.key);
+          continue;
+        }
+        if (w.decision.status === 'Pending') quantity += w.decision.bill;
+        kept.push(w);
+      }
+      const sending = kept.filter((w) => w.decision.status === 'Pending');
+      const hasRecord = recordId !== null && identity !== null && g.target !== null && sending.length > 0;
+      if (hasRecord) {
+        made.add(identity);
+        records.push({ id: recordId, target: g.target!, identity, quantity, deadlineMs: deadlineOf(sending[0]!.key, a.hourMs, a.time), workflowId: recordWorkflow! });
+      }
+      const computed: ComputedRemittance[] = [];
+      for (const w of kept) {
+        const d = w.decision;
+        const shown = d.status === 'Pending' ? recordWorkflow : d.status === 'Failed' || d.status === 'WaitingForContract' ? unsentWorkflowId(w.key, a.hourMs) : null;
+        const id = randomUUID();
+        rows.push({ id, key: w.key, decision: d, deadlineMs: deadlineOf(w.key, a.hourMs, a.time), recordId: d.status === 'Pending' ? recordId : null, workflowId: shown });
+        computed.push({ key: w.key, remittanceId: id, status: d.status, bill: d.bill, errorCode: d.errorCode, reason: d.reason, workflowId: shown });
+      }
+      outcomes.push({ computed, deferred, record: hasRecord ? ({ id: recordId } as RecordRow) : null });
     }
-    let record: RecordRow | null = null;
-    if (recordId && a.target && sending.length > 0) {
-      const r = await c.query<RecordRow>(
-        `INSERT INTO marketplace_records (id, marketplace, identity, remittance_hour, customer, dimension, quantity, status, deadline, workflow_id)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,'Pending',$8,$9) RETURNING ${RECORD_COLUMNS}`,
-        [recordId, a.target.customer.marketplace, identity, hour, JSON.stringify(a.target.customer), a.target.dimension, quantity, new Date(deadlineOf(sending[0]!.key, a.hourMs, a.time)), recordWorkflow],
-      );
-      record = r.rows[0]!;
-    }
-    for (const w of writes) {
-      const d = w.decision;
-      const shown = d.status === 'Pending' ? recordWorkflow : d.status === 'Failed' || d.status === 'WaitingForContract' ? unsentWorkflowId(w.key, a.hourMs) : null;
-      const id = randomUUID();
-      await insertRemittance(c, id, w.key, a.hourMs, d, deadlineOf(w.key, a.hourMs, a.time), d.status === 'Pending' ? recordId : null, shown);
-      await forgetLatePeriods(c, keyString(w.key), monthOf(a.hourMs));
-      await advanceComputedSeq(c, keyString(w.key), seqs.get(keyString(w.key))!, hour);
-      computed.push({ key: w.key, remittanceId: id, status: d.status, bill: d.bill, errorCode: d.errorCode, reason: d.reason, workflowId: shown });
-    }
-    return { computed, deferred, record };
+
+    const inserted = await insertRecords(c, records, hour);
+    for (const o of outcomes) if (o.record) o.record = inserted.get(o.record.id)!;
+    await insertRemittances(c, rows, a.hourMs);
+    const written = [...new Set(rows.map((r) => keyString(r.key)))];
+    await forgetLatePeriodsMany(c, written, monthOf(a.hourMs));
+    await advanceComputedSeqs(c, written.map((k) => ({ key: k, changeSeq: locked.get(k)!.changeSeq })), hour);
+    return outcomes;
   });
 }
 
-async function insertRemittance(c: PoolClient, id: string, key: RemittanceKey, hourMs: number, d: RecordDecision, deadlineMs: number, recordId: string | null, workflowId: string | null): Promise<void> {
-  const k = keyString(key);
+async function insertRecords(c: PoolClient, records: Array<{ id: string; target: NonNullable<GroupTarget>; identity: string; quantity: number; deadlineMs: number; workflowId: string }>, hour: Date): Promise<Map<string, RecordRow>> {
+  if (records.length === 0) return new Map();
+  const r = await c.query<RecordRow>(
+    `INSERT INTO marketplace_records (id, marketplace, identity, remittance_hour, customer, dimension, quantity, status, deadline, workflow_id)
+     SELECT x.id, x.marketplace, x.identity, $1, x.customer, x.dimension, x.quantity, 'Pending', x.deadline, x.workflow_id
+     FROM jsonb_to_recordset($2::jsonb) AS x(id text, marketplace text, identity text, customer jsonb, dimension text, quantity int, deadline timestamptz, workflow_id text)
+     RETURNING ${RECORD_COLUMNS}`,
+    [
+      hour,
+      JSON.stringify(records.map((x) => ({ id: x.id, marketplace: x.target.customer.marketplace, identity: x.identity, customer: x.target.customer, dimension: x.target.dimension, quantity: x.quantity, deadline: new Date(x.deadlineMs).toISOString(), workflow_id: x.workflowId }))),
+    ],
+  );
+  return new Map(r.rows.map((x) => [x.id, x]));
+}
+
+/** Remittances and their parts, all in two statements. */
+async function insertRemittances(c: PoolClient, rows: Array<{ id: string; key: RemittanceKey; decision: RecordDecision; deadlineMs: number; recordId: string | null; workflowId: string | null }>, hourMs: number): Promise<void> {
+  if (rows.length === 0) return;
   await c.query(
     `INSERT INTO remittances (id, key, billing_provider, billing_account_id, org_id, product_tag, metric, sla, usage,
        remittance_hour, status, bill, claim, dimension, customer, license_id, error_code, reason, deadline, record_id, workflow_id)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)`,
+     SELECT x.id, x.key, x.billing_provider, x.billing_account_id, x.org_id, x.product_tag, x.metric, x.sla, x.usage,
+       $1, x.status, x.bill, x.claim, x.dimension, x.customer, x.license_id, x.error_code, x.reason, x.deadline, x.record_id, x.workflow_id
+     FROM jsonb_to_recordset($2::jsonb) AS x(id text, key text, billing_provider text, billing_account_id text, org_id text, product_tag text,
+       metric text, sla text, usage text, status text, bill int, claim numeric, dimension text, customer jsonb, license_id text, error_code text,
+       reason text, deadline timestamptz, record_id text, workflow_id text)`,
     [
-      id, k, key.billingProvider, key.billingAccountId, key.orgId, key.productTag, key.metric, key.sla, key.usage,
-      new Date(hourMs), d.status, d.bill, d.claim, d.dimension, d.customer ? JSON.stringify(d.customer) : null,
-      d.licenseId, d.errorCode, d.reason, new Date(deadlineMs), recordId, workflowId,
+      new Date(hourMs),
+      JSON.stringify(
+        rows.map(({ id, key, decision: d, deadlineMs, recordId, workflowId }) => ({
+          id, key: keyString(key), billing_provider: key.billingProvider, billing_account_id: key.billingAccountId, org_id: key.orgId,
+          product_tag: key.productTag, metric: key.metric, sla: key.sla, usage: key.usage, status: d.status, bill: d.bill, claim: d.claim,
+          dimension: d.dimension, customer: d.customer, license_id: d.licenseId, error_code: d.errorCode, reason: d.reason,
+          deadline: new Date(deadlineMs).toISOString(), record_id: recordId, workflow_id: workflowId,
+        })),
+      ),
     ],
   );
-  await insertParts(c, id, k, d.periods);
+  await insertPartsMany(c, rows.flatMap((r) => partsOf(r.decision.periods).map((p) => ({ ...p, remittanceId: r.id, key: keyString(r.key) }))));
 }
 
 // Waiting months are recorded too (bill 0): they are what brings an old month back into the
 // computation once a contract arrives, however late.
+function partsOf(periods: PeriodDecision[]): PeriodDecision[] {
+  return periods.filter((p) => p.bill > 0 || p.gratis || p.kind === 'waiting_for_contract');
+}
+
+async function insertPartsMany(c: PoolClient, parts: Array<PeriodDecision & { remittanceId: string; key: string }>): Promise<void> {
+  if (parts.length === 0) return;
+  await c.query(
+    `INSERT INTO remittance_parts (remittance_id, key, period, bill, claim, mtd, coverage, gratis)
+     SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(remittance_id text, key text, period text, bill int, claim numeric, mtd numeric, coverage numeric, gratis boolean)`,
+    [JSON.stringify(parts.map((p) => ({ remittance_id: p.remittanceId, key: p.key, period: p.period, bill: p.bill, claim: p.claim, mtd: p.mtd, coverage: p.coverage, gratis: p.gratis })))],
+  );
+}
+
 async function insertParts(c: PoolClient, id: string, k: string, periods: PeriodDecision[]): Promise<void> {
-  for (const p of periods.filter((p) => p.bill > 0 || p.gratis || p.kind === 'waiting_for_contract')) {
-    await c.query(
-      `INSERT INTO remittance_parts (remittance_id, key, period, bill, claim, mtd, coverage, gratis) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
-      [id, k, p.period, p.bill, p.claim, p.mtd, p.coverage, p.gratis],
-    );
-  }
+  await insertPartsMany(c, partsOf(periods).map((p) => ({ ...p, remittanceId: id, key: k })));
 }
 
 /**
@@ -342,12 +441,14 @@ async function insertParts(c: PoolClient, id: string, k: string, periods: Period
  * does not bill must stay owing for the sweep. Likewise usage of later tally hours (stored during
  * this hour's grace) is not billed here.
  */
-async function advanceComputedSeq(c: PoolClient, k: string, changeSeq: number, hour: Date): Promise<void> {
+async function advanceComputedSeqs(c: PoolClient, keys: Array<{ key: string; changeSeq: number }>, hour: Date): Promise<void> {
+  if (keys.length === 0) return;
   await c.query(
-    `UPDATE remittance_keys SET computed_seq = $2 WHERE key = $1
-       AND NOT EXISTS (SELECT 1 FROM remittances WHERE key = $1 AND remittance_hour > $3)
-       AND NOT EXISTS (SELECT 1 FROM tallies WHERE key = $1 AND hour > $3)`,
-    [k, changeSeq, hour],
+    `UPDATE remittance_keys k SET computed_seq = q.seq FROM unnest($1::text[], $2::bigint[]) AS q(key, seq)
+     WHERE k.key = q.key
+       AND NOT EXISTS (SELECT 1 FROM remittances r WHERE r.key = q.key AND r.remittance_hour > $3)
+       AND NOT EXISTS (SELECT 1 FROM tallies t WHERE t.key = q.key AND t.hour > $3)`,
+    [keys.map((x) => x.key), keys.map((x) => x.changeSeq), hour],
   );
 }
 
@@ -389,7 +490,7 @@ export async function recomputeRecord(database: Database, recordId: string, a: C
       if (decision.status === 'Pending') quantity += decision.bill;
       else if (decision.status === 'Failed') await markKeysOwing(c, [row.key]);
       await forgetLatePeriods(c, row.key, monthOf(hourMs));
-      await advanceComputedSeq(c, row.key, changeSeq, new Date(hourMs));
+      await advanceComputedSeqs(c, [{ key: row.key, changeSeq }], new Date(hourMs));
     }
     const status: RemittanceStatus = quantity > 0 ? 'Pending' : 'NothingDue';
     const r = await c.query<RecordRow>(
@@ -436,20 +537,42 @@ export async function recordOrgs(database: Database, recordId: string): Promise<
   return r.rows.map((x) => x.org_id);
 }
 
-/** Record the intent to send before calling the marketplace. Returns the state before. */
-export async function markSending(database: Database, id: string): Promise<{ row: RecordRow; wasInFlight: boolean } | undefined> {
-  return withTransaction(database, async (c) => {
-    const r = await c.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id = $1 FOR UPDATE`, [id]);
-    const row = r.rows[0];
+/**
+ * Record the intent to send before calling the marketplace, for several records at once (the
+ * records of one marketplace call arrive together: db/group-commit.ts). One statement: lock the
+ * records, move those that may send to Sending (attempts + 1) and their Pending remittances with
+ * them. Returns, per id, the record as it is now and whether it was already in flight.
+ */
+export async function markSendingMany(database: Database, ids: string[]): Promise<Array<{ row: RecordRow; wasInFlight: boolean } | undefined>> {
+  const r = await database.pool.query<RecordRow>(
+    `WITH before AS (
+       SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+     ), sending AS (
+       UPDATE marketplace_records m SET status = 'Sending', attempts = m.attempts + 1, attempt_open = false,
+         in_doubt = m.in_doubt OR m.attempt_open, updated_at = now()
+       FROM before b WHERE m.id = b.id AND b.status = ANY($2)
+     ), pending AS (
+       UPDATE remittances r SET status = 'Sending', updated_at = now()
+       FROM before b WHERE r.record_id = b.id AND b.status = 'Pending' AND r.status = 'Pending'
+     )
+     SELECT * FROM before`,
+    [ids, sourcesOf('Sending')],
+  );
+  const byId = new Map(r.rows.map((row) => [row.id, row]));
+  return ids.map((id) => {
+    const row = byId.get(id);
     if (!row) return undefined;
     if (!sourcesOf('Sending').includes(row.status)) return { row, wasInFlight: false };
     // An attempt still open means the previous one died mid-call: it may have reached the
     // marketplace, and nothing but the marketplace can say.
     const inDoubt = row.inDoubt || row.attemptOpen;
-    await c.query(`UPDATE marketplace_records SET status='Sending', attempts = attempts + 1, attempt_open = false, in_doubt = $2, updated_at = now() WHERE id = $1`, [id, inDoubt]);
-    if (row.status !== 'Sending') await c.query(`UPDATE remittances SET status='Sending', updated_at = now() WHERE record_id = $1 AND status = 'Pending'`, [id]);
     return { row: { ...row, status: 'Sending', attempts: row.attempts + 1, attemptOpen: false, inDoubt }, wasInFlight: row.status === 'Sending' };
   });
+}
+
+/** Record the intent to send one record before calling the marketplace. */
+export async function markSending(database: Database, id: string): Promise<{ row: RecordRow; wasInFlight: boolean } | undefined> {
+  return (await markSendingMany(database, [id]))[0];
 }
 
 export type Outcome =
@@ -463,43 +586,60 @@ export type Outcome =
  * later hour bills it.
  */
 export async function markOutcome(database: Database, id: string, o: Outcome): Promise<RecordRow | undefined> {
+  if (o.status === 'Succeeded') return (await markSucceededMany(database, [{ id, receiptId: o.receiptId }]))[0];
   return withTransaction(database, async (c) => {
     const inFlight = (to: RemittanceStatus) => sourcesOf(to).filter((s) => s === 'Pending' || s === 'Sending');
-    if (o.status === 'Succeeded') {
-      const r = await c.query(
-        `UPDATE marketplace_records SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, attempt_open=false, updated_at=now()
-         WHERE id=$1 AND status = ANY($3)`,
-        [id, o.receiptId, sourcesOf('Succeeded')],
-      );
-      if (r.rowCount) {
-        await c.query(
-          `UPDATE remittances SET status='Succeeded', receipt_id=$2, billed_on=now(), error_code=NULL, reason=NULL, updated_at=now() WHERE record_id=$1 AND status = ANY($3)`,
-          [id, o.receiptId, sourcesOf('Succeeded')],
-        );
-        await clearRejections(c, id);
-      }
-    } else {
-      const r = await c.query(
-        `UPDATE marketplace_records SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5)`,
+    const r = await c.query(
+      `UPDATE marketplace_records SET status=$2, error_code=$3, reason=$4, attempt_open=false, updated_at=now() WHERE id=$1 AND status = ANY($5)`,
+      [id, o.status, o.errorCode, o.reason, inFlight(o.status)],
+    );
+    if (r.rowCount) {
+      const keys = await c.query<{ key: string }>(
+        `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE record_id=$1 AND status = ANY($5) RETURNING key`,
         [id, o.status, o.errorCode, o.reason, inFlight(o.status)],
       );
-      if (r.rowCount) {
-        const keys = await c.query<{ key: string }>(
-          `UPDATE remittances SET status=$2, error_code=$3, reason=$4, updated_at=now() WHERE record_id=$1 AND status = ANY($5) RETURNING key`,
-          [id, o.status, o.errorCode, o.reason, inFlight(o.status)],
-        );
-        // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
-        if (o.status !== 'Unconfirmed') await markKeysOwing(c, keys.rows.map((x) => x.key));
-        if (o.status === 'Failed') await countRejection(c, keys.rows.map((x) => x.key), o);
-      }
+      // An unconfirmed amount still counts as remitted: billing it again could bill it twice.
+      if (o.status !== 'Unconfirmed') await markKeysOwing(c, keys.rows.map((x) => x.key));
+      if (o.status === 'Failed') await countRejection(c, keys.rows.map((x) => x.key), o);
     }
     return getRecord(c, id);
   });
 }
 
-/** The record's call is about to go out: from here on, a crash leaves the send in doubt. */
-export async function markDispatched(database: Database, id: string): Promise<void> {
-  await database.pool.query(`UPDATE marketplace_records SET attempt_open = true WHERE id = $1 AND status = 'Sending'`, [id]);
+/**
+ * The marketplace accepted these records: each record and every remittance in it Succeeded with
+ * its receipt, and its keys' rejection count cleared, in one statement for the whole call. Only
+ * what is still in flight changes (see markOutcome). Returns each record as it is now.
+ */
+export async function markSucceededMany(database: Database, accepted: Array<{ id: string; receiptId: string }>): Promise<Array<RecordRow | undefined>> {
+  const r = await database.pool.query<RecordRow>(
+    `WITH o AS (
+       SELECT * FROM unnest($1::text[], $2::text[]) AS o(rid, receipt)
+     ), m AS (
+       UPDATE marketplace_records SET status = 'Succeeded', receipt_id = o.receipt, billed_on = now(), error_code = NULL, reason = NULL,
+         attempt_open = false, updated_at = now()
+       FROM o WHERE marketplace_records.id = o.rid AND marketplace_records.status = ANY($3)
+       RETURNING ${RECORD_COLUMNS}
+     ), r AS (
+       UPDATE remittances SET status = 'Succeeded', receipt_id = m."receiptId", billed_on = now(), error_code = NULL, reason = NULL, updated_at = now()
+       FROM m WHERE remittances.record_id = m.id AND remittances.status = ANY($3)
+       RETURNING remittances.key
+     ), cleared AS (
+       UPDATE remittance_keys SET rejection_code = NULL, rejections = 0 WHERE key IN (SELECT key FROM r) AND rejections > 0
+     )
+     SELECT * FROM m
+     UNION ALL
+     SELECT ${RECORD_COLUMNS} FROM marketplace_records WHERE id IN (SELECT rid FROM o) AND id NOT IN (SELECT id FROM m)`,
+    [accepted.map((a) => a.id), accepted.map((a) => a.receiptId), sourcesOf('Succeeded')],
+  );
+  const byId = new Map(r.rows.map((row) => [row.id, row]));
+  return accepted.map((a) => byId.get(a.id));
+}
+
+/** The records' call is about to go out: from here on, a crash leaves their send in doubt. */
+export async function markDispatchedMany(database: Database, ids: string[]): Promise<void[]> {
+  await database.pool.query(`UPDATE marketplace_records SET attempt_open = true WHERE id = ANY($1::text[]) AND status = 'Sending'`, [ids]);
+  return ids.map(() => undefined);
 }
 
 /** An attempt came back without a final answer; `lost` when it may have been recorded anyway. */
@@ -601,13 +741,13 @@ export async function keysWithUsageOnlyAfter(database: Database, keys: string[],
  * Contracts of many keys in one query: a function from a key to the contracts of its org,
  * marketplace, billing account and product.
  */
-export async function loadContractsForScopes(database: Database, keys: RemittanceKey[]): Promise<(key: RemittanceKey) => Contract[]> {
+export async function loadContractsForScopes(q: PoolClient | Database['pool'], keys: RemittanceKey[]): Promise<(key: RemittanceKey) => Contract[]> {
   const scope = (k: { orgId: string; billingProvider: string; billingAccountId: string; productTag: string }) => [k.orgId, k.billingProvider, k.billingAccountId, k.productTag].join('\u0000');
   const wanted = [...new Map(keys.map((k) => [scope(k), k])).values()];
   const byScope = new Map<string, Contract[]>();
   for (let i = 0; i < wanted.length; i += 5000) {
     const part = wanted.slice(i, i + 5000);
-    const r = await database.pool.query(
+    const r = await q.query(
       `SELECT ${CONTRACT_COLUMNS} FROM contracts
        WHERE (org_id, billing_provider, billing_account_id, product_tag) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,
       [part.map((k) => k.orgId), part.map((k) => k.billingProvider), part.map((k) => k.billingAccountId), part.map((k) => k.productTag)],

@@ -1,7 +1,7 @@
 // Parked keys (domain/parking.ts says why). The state lives on remittance_keys (parked_at,
 // parked_reason, and the run of terminal rejections: rejection_code, rejections). The ledger and
 // the operations call in here with one line each:
-// - markOutcome: countRejection after a terminal Failed, clearRejections after a success;
+// - markOutcome: countRejection after a terminal Failed; markSucceededMany clears the run after a success;
 // - computeGroup / recomputeRecord: holdIfParked turns a record that would be sent into Failed `key_parked`
 //   (its parts keep the amount, which stays owed, and nothing reaches the marketplace), and an
 //   operator's recomputation (retry / recalculate signal) resumes the key;
@@ -56,15 +56,6 @@ export async function countRejection(c: PoolClient, keys: string[], o: { errorCo
   }
 }
 
-/** The marketplace record `recordId` was accepted: the run of rejections of each key in it is over. */
-export async function clearRejections(c: PoolClient, recordId: string): Promise<void> {
-  await c.query(
-    `UPDATE remittance_keys SET rejection_code = NULL, rejections = 0
-     WHERE key IN (SELECT key FROM remittances WHERE record_id = $1 AND status = 'Succeeded') AND rejections > 0`,
-    [recordId],
-  );
-}
-
 /**
  * A decision that would send a record, held back when the key is parked (see heldReason). A
  * recomputation an operator asked for (mode `retry`: the retry or recalculate signal, also sent by
@@ -77,9 +68,13 @@ export async function holdIfParked(c: PoolClient, key: string, d: RecordDecision
   }
   if (d.status !== 'Pending') return d;
   const r = await c.query<{ at: Date; reason: string }>('SELECT parked_at AS at, parked_reason AS reason FROM remittance_keys WHERE key = $1 AND parked_at IS NOT NULL', [key]);
-  const p = r.rows[0];
-  if (!p) return d;
-  return { ...d, status: 'Failed', errorCode: KEY_PARKED, reason: heldReason(new Date(p.at).toISOString(), p.reason, d.bill, d.dimension) };
+  return holdParked(d, r.rows[0] ?? null);
+}
+
+/** holdIfParked's rule, for a caller that already read the key's parked state (parked_at, parked_reason). */
+export function holdParked(d: RecordDecision, parked: { at: Date | string; reason: string } | null): RecordDecision {
+  if (d.status !== 'Pending' || !parked) return d;
+  return { ...d, status: 'Failed', errorCode: KEY_PARKED, reason: heldReason(new Date(parked.at).toISOString(), parked.reason, d.bill, d.dimension) };
 }
 
 /**

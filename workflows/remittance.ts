@@ -129,7 +129,9 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
       break;
     }
   }
-  log.info('remittance record finished', { status: view.status, quantity: view.quantity });
+  // A success is logged by the send itself (one line per record, with its receipt); what did
+  // not go through is worth a line of its own.
+  if (view.status !== 'Succeeded') log.warn('remittance record finished without being accepted', { status: view.status, errorCode: view.errorCode, quantity: view.quantity });
   return view;
 
   /**
