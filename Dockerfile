@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# remit: one image for the API, the workers and the emulators (the command picks which).
+# remit: one image for the API and the workers (the command picks which), product code only.
 #   docker build -t remit .
 #   docker run remit                                   # the API (node --import tsx api/main.ts)
 #   docker run remit node --import tsx workers/main.ts # a worker
+# The marketplace and usage-source emulators are development tooling (scripts/emulators/): a
+# separate target, `docker build --target emulators`, which docker-compose's `emulators` profile uses.
 # TypeScript runs through tsx at the exact version package-lock.json pins (a production
 # dependency); the Temporal workflow bundle is built here, once, and workers load it
 # (REMIT_WORKFLOW_BUNDLE_PATH) instead of bundling at every start.
@@ -21,7 +23,20 @@ FROM deps AS bundle
 COPY . .
 RUN node --import tsx scripts/bundle-workflows.ts /app/dist/workflow-bundle.js
 
-# What runs: the code owned by root and read-only to the unprivileged `node` user.
+# The emulators (docker compose --profile emulators): scripts/emulators/ and the pure code it
+# reads (catalog, time settings), never in the product image.
+FROM ${NODE_IMAGE} AS emulators
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json package-lock.json tsconfig.json ./
+COPY config ./config
+COPY domain ./domain
+COPY scripts/emulators ./scripts/emulators
+USER node
+
+# What runs (the default target, so last): the code owned by root and read-only to the
+# unprivileged `node` user.
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
 ENV NODE_ENV=production \
@@ -37,7 +52,6 @@ COPY cli ./cli
 COPY config ./config
 COPY db ./db
 COPY domain ./domain
-COPY emulators ./emulators
 COPY lib ./lib
 COPY marketplaces ./marketplaces
 COPY operations ./operations

@@ -39,7 +39,7 @@ import { keyString, type RemittanceKey } from '../domain/key';
 import { recordIdentity, recordTargetOf } from '../domain/record';
 import { closedHourAt } from '../domain/time';
 import type { Logger } from '../lib/log';
-import type { RecordStart } from '../lib/remittance-client';
+import type { RecordStart } from '../workflows/client';
 import type { MarketplaceGateway } from '../marketplaces';
 import type { SendOutcome, UsageRecord } from '../marketplaces/types';
 import type { RemittanceStatus } from '../workflows/definitions';

@@ -211,7 +211,7 @@ export const auditLog = pgTable(
 
 /**
  * Marketplace calls in the last moments, per rate key (seller account + region): the shared
- * state of the cross-worker rate limiter (db/rate-limiter.ts). Rows older than a minute are
+ * state of the cross-worker rate limiter (marketplaces/rate-limiter.ts). Rows older than a minute are
  * deleted as new ones arrive.
  */
 export const marketplaceCalls = pgTable(

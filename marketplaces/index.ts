@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { RemitConfig } from '../config/env';
 import type { Database } from '../db/client';
-import { createPgRateLimiter } from '../db/rate-limiter';
+import { createPgRateLimiter } from './rate-limiter';
 import type { Marketplace } from '../domain/key';
 import type { Logger } from '../lib/log';
 import { awsGroupKey, createAwsMarketplace } from './aws';

@@ -1,10 +1,10 @@
 // `npm run bench`: the performance benchmarks, on real parts.
-//   ingest         tallies a second through the HTTP API into PostgreSQL (bench/ingest.ts)
-//   awsBatching    records a second through the batcher to the AWS emulator (bench/marketplaces.ts)
-//   azureBatching  the same for Azure over HTTPS with Entra tokens (bench/azure.ts)
+//   ingest         tallies a second through the HTTP API into PostgreSQL (scripts/bench/ingest.ts)
+//   awsBatching    records a second through the batcher to the AWS emulator (scripts/bench/marketplaces.ts)
+//   azureBatching  the same for Azure over HTTPS with Entra tokens (scripts/bench/azure.ts)
 //   burst          the end-to-end burst a user sees on `npm start`'s stack, on its embedded
 //                  database and on PostgreSQL, against the floor of a fresh in-memory Temporal dev
-//                  server (bench/burst.ts, bench/floor.ts); takes 15-40 minutes
+//                  server (scripts/bench/burst.ts, scripts/bench/floor.ts); takes 15-40 minutes
 //
 // PostgreSQL and Temporal: TEST_DATABASE_URL / TEMPORAL_ADDRESS when set, otherwise a throwaway
 // server of each is started here and stopped at the end (also on Ctrl-C).
@@ -26,11 +26,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { benchIngest, type IngestBench } from '../bench/ingest';
-import { benchAwsBatching, type AwsBatchingBench } from '../bench/marketplaces';
-import { benchAzureBatching, type AzureBatchingBench } from '../bench/azure';
-import { benchBurst, stopBurstStacks, type BurstRun } from '../bench/burst';
-import { benchFloor, type FloorBench } from '../bench/floor';
+import { benchIngest, type IngestBench } from './bench/ingest';
+import { benchAwsBatching, type AwsBatchingBench } from './bench/marketplaces';
+import { benchAzureBatching, type AzureBatchingBench } from './bench/azure';
+import { benchBurst, stopBurstStacks, type BurstRun } from './bench/burst';
+import { benchFloor, type FloorBench } from './bench/floor';
 import { startPostgres, type PostgresServer } from './lib/postgres';
 import { startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 

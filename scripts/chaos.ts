@@ -6,7 +6,7 @@
 //
 // What runs: PostgreSQL and a Temporal dev server (started here unless TEST_DATABASE_URL and
 // TEMPORAL_ADDRESS name running ones; stopped at the end), then the product in this process the
-// way the integration tests run it (test/helpers/stack.ts): a fresh migrated database, the AWS,
+// way the integration tests run it (scripts/lib/stack-harness.ts): a fresh migrated database, the AWS,
 // Azure and Entra emulators on loopback, the HTTP API, a remittance worker and the hourly sweep,
 // with hours scaled to a few seconds. Two more workers run as their own processes
 // (workers/main.ts, as in production) so that they can be killed with SIGKILL in the middle of a
@@ -45,10 +45,10 @@ import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { temporal } from '@temporalio/proto';
 import { monthOf, monthStartMs, previousMonth } from '../domain/time';
-import type { FaultKind } from '../emulators/faults';
+import type { FaultKind } from './emulators/faults';
 import { SA } from '../workflows/definitions';
 import { sweepScheduleId } from '../workers/worker';
-import { startTestStack, type TestStack } from '../test/helpers/stack';
+import { startTestStack, type TestStack } from './lib/stack-harness';
 import { startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
 import { startTemporalDevServer, type DevServer } from './lib/temporal-cli';

@@ -6,7 +6,7 @@
 import { temporal } from '@temporalio/proto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { eventually, startTestStack } from '../test/helpers/stack';
+import { eventually, startTestStack } from './lib/stack-harness';
 import { startPostgres } from './lib/postgres';
 import { startTemporalDevServer } from './lib/temporal-cli';
 

@@ -1,5 +1,5 @@
 // The usage source the original system read: Prometheus (or anything that speaks its HTTP API:
-// Thanos, Mimir, the emulator in emulators/prometheus.ts). One instant query per configured
+// Thanos, Mimir, the emulator in scripts/emulators/prometheus.ts). One instant query per configured
 // (product, metric), evaluated at the end of the hour, `GET <base>/api/v1/query?query=&time=`.
 //
 // Configuration (README "Configuration", docs/usage-source.md):

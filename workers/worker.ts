@@ -9,7 +9,7 @@ import type { Database } from '../db/client';
 import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
 import { connectClient, connectNativeConnection } from '../lib/temporal-connection';
-import { startRecordWorkflow } from '../lib/remittance-client';
+import { startRecordWorkflow } from '../workflows/client';
 import { createUsagePullActivities } from '../activities/usage-pull';
 import { prometheusSourceFromEnv } from '../usage/prometheus';
 import type { UsageSource } from '../usage/source';

@@ -72,7 +72,7 @@ export async function startEmulators(sup: Supervisor, stateDir: string, serviceE
     await sup.start({
       name: 'aws-emulator',
       command: process.execPath,
-      args: [...TSX, path.join(ROOT, 'emulators', 'aws-main.ts')],
+      args: [...TSX, path.join(ROOT, 'scripts', 'emulators', 'aws-main.ts')],
       env: { ...serviceEnv, REMIT_EMULATOR_PORT: String(port) },
       ready: () => httpReady(`${url}/_emulator/records`),
     });
@@ -92,7 +92,7 @@ export async function startEmulators(sup: Supervisor, stateDir: string, serviceE
     await sup.start({
       name: 'azure-emulator',
       command: process.execPath,
-      args: [...TSX, path.join(ROOT, 'emulators', 'azure-main.ts')],
+      args: [...TSX, path.join(ROOT, 'scripts', 'emulators', 'azure-main.ts')],
       env: { ...serviceEnv, REMIT_AZURE_EMULATOR_PORT: String(azurePort), REMIT_ENTRA_EMULATOR_PORT: String(entraPort), REMIT_CERT_DIR: certDir, AZURE_CLIENT_SECRET: secret, AZURE_TENANT_ID: env.AZURE_TENANT_ID || 'remit-tenant', AZURE_CLIENT_ID: env.AZURE_CLIENT_ID || 'remit-client' },
       ready: () => tcpReady(azurePort),
     });
@@ -107,7 +107,7 @@ export async function startEmulators(sup: Supervisor, stateDir: string, serviceE
     await sup.start({
       name: 'prometheus-emulator',
       command: process.execPath,
-      args: [...TSX, path.join(ROOT, 'emulators', 'prometheus-main.ts')],
+      args: [...TSX, path.join(ROOT, 'scripts', 'emulators', 'prometheus-main.ts')],
       env: { ...serviceEnv, REMIT_PROMETHEUS_EMULATOR_PORT: String(port) },
       ready: () => httpReady(`${url}/_emulator/queries`),
     });

@@ -2,7 +2,7 @@
 
 import http from 'node:http';
 import { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
-import type { AwsEmulator, AwsEmulatorCall, AwsEmulatorRecord } from '../../emulators/aws';
+import type { AwsEmulator, AwsEmulatorCall, AwsEmulatorRecord } from '../../scripts/emulators/aws';
 import type { UsageRecord } from '../../marketplaces/types';
 
 export const PRODUCT = 'remit-product';

@@ -18,7 +18,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { createLogger } from '../../lib/log';
 import { startPrometheus, type PrometheusServer } from '../../scripts/lib/prometheus';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 10_000;
 const RULES = path.resolve(__dirname, '..', '..', 'ops', 'prometheus', 'alerts.yml');

@@ -10,7 +10,7 @@ import { buildApi } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
 import { loadCatalog } from '../../domain/catalog';
 import { createLogger } from '../../lib/log';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 let testDb: TestDatabase;
 let database: Database;

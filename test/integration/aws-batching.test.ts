@@ -4,7 +4,7 @@
 
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
+import { startAwsEmulator, type AwsEmulator } from '../../scripts/emulators/aws';
 import { awsGroupKey, createAwsMarketplace, type AwsMarketplaceClient } from '../../marketplaces/aws';
 import { createBatcher, createInProcessRateLimiter, type Batcher } from '../../marketplaces/batcher';
 import type { SendOutcome, UsageRecord } from '../../marketplaces/types';

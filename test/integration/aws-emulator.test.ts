@@ -5,7 +5,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatchMeterUsageCommand, type MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
-import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
+import { startAwsEmulator, type AwsEmulator } from '../../scripts/emulators/aws';
 import { createAwsMarketplace, type AwsMarketplaceClient } from '../../marketplaces/aws';
 import type { SendOutcome } from '../../marketplaces/types';
 import { hourStart } from '../../domain/time';

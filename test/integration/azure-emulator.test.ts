@@ -10,11 +10,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hourStart } from '../../domain/time';
-import { ensureLocalCerts } from '../../emulators/certs';
-import { issueToken, MARKETPLACE_RESOURCE, startEntraEmulator } from '../../emulators/entra';
+import { ensureLocalCerts } from '../../scripts/emulators/certs';
+import { issueToken, MARKETPLACE_RESOURCE, startEntraEmulator } from '../../scripts/emulators/entra';
 import type { SendOutcome } from '../../marketplaces/types';
 import type { AzureMarketplaceClient } from '../../marketplaces/azure';
-import { APP, OTHER_APP, PLAN, TENANT, admin, azureRecord, emulatorCalls, emulatorRecords, newResource, raw, startAzureStack, token, type AzureStack } from '../helpers/azure';
+import { APP, OTHER_APP, PLAN, TENANT, admin, azureRecord, emulatorCalls, emulatorRecords, newResource, raw, startAzureStack, token, type AzureStack } from '../../scripts/lib/azure-stack';
 
 const HOUR = 1000;
 const WINDOW_HOURS = 24;

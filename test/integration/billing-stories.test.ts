@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 import { newCustomer } from '../helpers/aws';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -17,7 +17,7 @@ import { buildApi } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
 import { loadCatalog } from '../../domain/catalog';
 import { createLogger } from '../../lib/log';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'remit.mjs');
 const OPERATOR = `operator-${randomUUID()}`;

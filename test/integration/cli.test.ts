@@ -10,10 +10,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ensureLocalCerts } from '../../emulators/certs';
+import { ensureLocalCerts } from '../../scripts/emulators/certs';
 import { hourStart } from '../../domain/time';
-import { azureRecord, newResource, startAzureStack, type AzureStack } from '../helpers/azure';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { azureRecord, newResource, startAzureStack, type AzureStack } from '../../scripts/lib/azure-stack';
+import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 3000;
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'remit.mjs');

@@ -27,7 +27,9 @@ const secrets = Object.fromEntries(REQUIRED.map((k) => [k, `given-${k.toLowerCas
  * NODE_ENV (npm and the libraries' production mode).
  */
 const READ_BY_LIBRARIES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'NODE_ENV']);
-const RUNTIME_DIRS = ['activities', 'api', 'cli', 'config', 'db', 'domain', 'emulators', 'lib', 'marketplaces', 'operations', 'usage', 'workers', 'workflows'];
+const RUNTIME_DIRS = ['activities', 'api', 'cli', 'config', 'db', 'domain', 'lib', 'marketplaces', 'operations', 'usage', 'workers', 'workflows'];
+/** What the emulators' image adds (docker compose --profile emulators); never in the product image. */
+const EMULATOR_DIRS = ['scripts/emulators'];
 
 /** Every environment variable remit's runtime code reads, by how it reads them. */
 function variablesTheCodeReads(): Set<string> {
@@ -44,7 +46,7 @@ function variablesTheCodeReads(): Set<string> {
       }
     }
   };
-  for (const d of RUNTIME_DIRS) walk(path.join(REPO_ROOT, d));
+  for (const d of [...RUNTIME_DIRS, ...EMULATOR_DIRS]) walk(path.join(REPO_ROOT, d));
   return names;
 }
 
@@ -235,5 +237,6 @@ describe('the Dockerfile', () => {
     const ignored = fs.readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     for (const d of RUNTIME_DIRS) assert.ok(!ignored.includes(d), `${d} is not left out of the build context`);
     for (const secret of ['.env', '.remit', 'node_modules', '.git']) assert.ok(ignored.includes(secret), `${secret} stays out of the build context`);
+    assert.doesNotMatch(runtime, /^COPY (scripts|test)\b/m, 'development tooling stays out of the product image');
   });
 });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { storeTallies } from '../../db/tallies';
 import type { RemittanceKey } from '../../domain/key';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 2000;
 let stack: TestStack;

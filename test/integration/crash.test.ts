@@ -17,13 +17,13 @@ import { loadConfig, timeSettings } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
 import { loadCatalog } from '../../domain/catalog';
-import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
+import { startAwsEmulator, type AwsEmulator } from '../../scripts/emulators/aws';
 import { createLogger } from '../../lib/log';
 import { auditLedger } from '../../operations/audit';
 import { freePort } from '../../scripts/lib/proc';
 import { startPostgres, type PostgresServer } from '../../scripts/lib/postgres';
 import { startTemporalDevServer, type DevServer } from '../../scripts/lib/temporal-cli';
-import { eventually } from '../helpers/stack';
+import { eventually } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 3000;
 const root = path.resolve(__dirname, '..', '..');

@@ -15,7 +15,7 @@ import { pidAlive } from '../../scripts/lib/proc';
 import { startPostgres } from '../../scripts/lib/postgres';
 import { ensureTemporalCli, startTemporalDevServer } from '../../scripts/lib/temporal-cli';
 import { SA } from '../../workflows/definitions';
-import { createTestDatabase, testDatabaseServerUrl } from '../helpers/db';
+import { createTestDatabase, testDatabaseServerUrl } from '../../scripts/lib/test-database';
 import { connectTestClient, testTemporal, type TestTemporalClient } from '../helpers/temporal';
 
 const execFileP = promisify(execFile);

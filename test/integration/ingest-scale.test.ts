@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 import { monthOf } from '../../domain/time';
 
 const HOUR_MS = 5000;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { eventually } from '../helpers/stack';
+import { eventually } from '../../scripts/lib/stack-harness';
 
 const root = path.resolve(__dirname, '..', '..');
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-stack-'));

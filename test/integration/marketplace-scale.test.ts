@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase, type Database } from '../../db/client';
-import { createPgRateLimiter } from '../../db/rate-limiter';
+import { createPgRateLimiter } from '../../marketplaces/rate-limiter';
 import { awsGroupKey, createAwsMarketplace } from '../../marketplaces/aws';
 import { createBatcher } from '../../marketplaces/batcher';
 import type { UsageRecord } from '../../marketplaces/types';
-import type { AwsEmulatorCall } from '../../emulators/aws';
-import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
+import type { AwsEmulatorCall } from '../../scripts/emulators/aws';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 /** Most calls that arrived within any one-second window. */
 function peakPerSecond(calls: AwsEmulatorCall[]): number {

@@ -20,7 +20,7 @@ import { hourStart, monthOf, monthStartMs, previousMonth } from '../../domain/ti
 import { createLogger } from '../../lib/log';
 import { retryRemittances } from '../../operations';
 import type { RawTally } from '../../usage/source';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { buildApi } from '../../api/app';
 import { createLogger } from '../../lib/log';
-import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 3000;
 let stack: TestStack;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
-import { workflowBundle } from '../helpers/stack';
+import { workflowBundle } from '../../scripts/lib/stack-harness';
 
 const dir = path.join(__dirname, '..', 'replay', 'histories');
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.bin')).sort();

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { keyString, type RemittanceKey } from '../../domain/key';
-import { startTestStack, type TestStack } from '../helpers/stack';
+import { startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'remit.mjs');
 let stack: TestStack;

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../helpers/stack';
+import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const run = promisify(execFile);
 

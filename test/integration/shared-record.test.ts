@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { PLAN, newResource } from '../helpers/azure';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { PLAN, newResource } from '../../scripts/lib/azure-stack';
+import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 3000;
 let stack: TestStack;

@@ -17,8 +17,8 @@ import { temporalConnectionFromEnv, type TemporalConnectionSettings } from '../.
 import { connectClientConnection } from '../../lib/temporal-connection';
 import { freePort } from '../../scripts/lib/proc';
 import { applyTemporalSchema, ensureTemporalServer, makeTemporalCerts, startTemporalServer, type RunningTemporalServer, type TemporalCerts } from '../../scripts/lib/temporal-server';
-import { testDatabaseServerUrl } from '../helpers/db';
-import { eventually, startTestStack, type TestStack } from '../helpers/stack';
+import { testDatabaseServerUrl } from '../../scripts/lib/test-database';
+import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
 import { sweepScheduleId } from '../../workers/worker';
 
 const HOUR_MS = 3000;

@@ -13,7 +13,7 @@
 // the hour: every good series is stored, each bad one recorded with its reason, and an operator's
 // re-pull after the fix stores it; pulled usage is billed.
 //
-// The emulator (emulators/prometheus.ts) is used only for what a real server cannot be made to
+// The emulator (scripts/emulators/prometheus.ts) is used only for what a real server cannot be made to
 // do: answer 503 or 429 with Retry-After, or lose its answer after the query ran.
 
 import assert from 'node:assert/strict';
@@ -23,14 +23,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createUsagePullActivities } from '../../activities/usage-pull';
 import { listPulls, planPulls } from '../../db/usage-pulls';
-import { startPrometheusEmulator, type PrometheusEmulator } from '../../emulators/prometheus';
+import { startPrometheusEmulator, type PrometheusEmulator } from '../../scripts/emulators/prometheus';
 import { startPrometheus, type PrometheusServer } from '../../scripts/lib/prometheus';
 import { createLogger } from '../../lib/log';
 import { createPrometheusSource, loadUsageQueries, parseUsageQueries, type PrometheusSource } from '../../usage/prometheus';
 import { UsageReadError } from '../../usage/source';
 import { deleteUsagePullSchedule, ensureUsagePullSchedule, usagePullScheduleId } from '../../workers/usage-pull-schedule';
 import type { UsagePullInput, UsagePullResult } from '../../workflows/usage-pull';
-import { eventually, startTestStack, workflowBundle, type TestStack } from '../helpers/stack';
+import { eventually, startTestStack, workflowBundle, type TestStack } from '../../scripts/lib/stack-harness';
 
 const HOUR_MS = 4000;
 const ACCOUNT = '111122223333';

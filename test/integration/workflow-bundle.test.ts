@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { REPO_ROOT, run } from '../../scripts/lib/proc';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-bundle-'));
 const bundle = path.join(dir, 'workflow-bundle.js');

@@ -8,7 +8,7 @@
 //   REMIT_AWS_EMULATOR_DIMENSIONS                     comma-separated; default: the catalog's AWS dimensions
 //   REMIT_AWS_EMULATOR_UNSUBSCRIBED                   comma-separated customer account ids
 
-import { timeConfigFromEnv } from '../config/env';
+import { timeConfigFromEnv } from '../../config/env';
 import { startAwsEmulator } from './aws';
 import { catalogDimensions, envInt, envList, runEmulatorMain } from './run-main';
 

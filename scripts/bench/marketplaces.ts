@@ -2,10 +2,10 @@
 // `npm run bench` collects the exported functions; running this file alone prints one JSON line.
 
 import { startAwsEmulator } from '../emulators/aws';
-import { createAwsMarketplace, awsGroupKey, type AwsMarketplaceClient } from '../marketplaces/aws';
-import { createBatcher, createInProcessRateLimiter } from '../marketplaces/batcher';
-import type { UsageRecord } from '../marketplaces/types';
-import { PRODUCTION_HOUR_MS, hourStart } from '../domain/time';
+import { createAwsMarketplace, awsGroupKey, type AwsMarketplaceClient } from '../../marketplaces/aws';
+import { createBatcher, createInProcessRateLimiter } from '../../marketplaces/batcher';
+import type { UsageRecord } from '../../marketplaces/types';
+import { PRODUCTION_HOUR_MS, hourStart } from '../../domain/time';
 
 export interface AwsBatchingBench {
   records: number;

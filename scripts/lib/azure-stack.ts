@@ -7,9 +7,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import { ClientSecretCredential } from '@azure/identity';
-import { ensureLocalCerts, type LocalCerts } from '../../emulators/certs';
-import { startEntraEmulator, type EntraEmulator } from '../../emulators/entra';
-import { startAzureEmulator, type AzureEmulator, type AzureEmulatorCall, type AzureEmulatorOptions, type AzureEmulatorRecord } from '../../emulators/azure';
+import { ensureLocalCerts, type LocalCerts } from '../emulators/certs';
+import { startEntraEmulator, type EntraEmulator } from '../emulators/entra';
+import { startAzureEmulator, type AzureEmulator, type AzureEmulatorCall, type AzureEmulatorOptions, type AzureEmulatorRecord } from '../emulators/azure';
 import { AZURE_METERING_SCOPE, createAzureMarketplace, type AzureMarketplaceClient, type AzureMarketplaceOptions } from '../../marketplaces/azure';
 import type { UsageRecord } from '../../marketplaces/types';
 

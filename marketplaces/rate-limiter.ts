@@ -9,8 +9,8 @@
 // when it arrives, and a slow call that left early could arrive late (see batcher.ts).
 // Times are the database's clock, so workers with skewed clocks still agree.
 
-import type { RateLimiter } from '../marketplaces/batcher';
-import type { Database } from './client';
+import type { RateLimiter } from './batcher';
+import type { Database } from '../db/client';
 
 export interface PgRateLimiterOptions {
   callsPerSecond: number;

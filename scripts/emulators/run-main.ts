@@ -1,8 +1,8 @@
 // What every emulator's stand-alone entry point (aws-main, azure-main, prometheus-main) shares:
 // reading its settings from the environment, and running until SIGINT/SIGTERM.
 
-import type { Marketplace } from '../domain/key';
-import { loadCatalog } from '../domain/catalog';
+import type { Marketplace } from '../../domain/key';
+import { loadCatalog } from '../../domain/catalog';
 
 export function envInt(name: string, def: number): number {
   const raw = process.env[name];

@@ -1,5 +1,5 @@
 // The floor of any workflow-per-record design on a given Temporal server: how many minimal
-// workflows (bench/floor-workflow.ts: one local activity, one search-attribute upsert, 7 history
+// workflows (scripts/bench/floor-workflow.ts: one local activity, one search-attribute upsert, 7 history
 // events) it completes a second, started in bulk as a schedule would at window close, run by a
 // small worker in this process. `npm run bench` measures it on a fresh in-memory dev server (the
 // fastest this machine's dev server gets) and compares the end-to-end drain against it.
@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
-import { startTemporalDevServer } from '../scripts/lib/temporal-cli';
+import { startTemporalDevServer } from '../lib/temporal-cli';
 import { FLOOR_SEARCH_ATTRIBUTE, type FloorActivities } from './floor-workflow';
 import { cpuSeconds } from './procs';
 

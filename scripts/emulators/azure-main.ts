@@ -14,7 +14,7 @@
 //   REMIT_ENTRA_TOKEN_SECRET           token signing key shared by both emulators
 //   REMIT_AZURE_EMULATOR_DIMENSIONS    comma-separated; default: the catalog's Azure dimensions
 
-import { loadConfig } from '../config/env';
+import { loadConfig } from '../../config/env';
 import { DEFAULT_AZURE_DIMENSIONS, startAzureEmulator } from './azure';
 import { DEFAULT_CERTS_DIR, ensureLocalCerts } from './certs';
 import { startEntraEmulator } from './entra';

@@ -10,10 +10,10 @@ import { performance } from 'node:perf_hooks';
 import { startAzureEmulator, type AzureEmulator } from '../emulators/azure';
 import { ensureLocalCerts } from '../emulators/certs';
 import { startEntraEmulator } from '../emulators/entra';
-import { createAzureMarketplace, type AzureMarketplaceClient } from '../marketplaces/azure';
-import { createBatcher, type RateLimiter } from '../marketplaces/batcher';
-import type { UsageRecord } from '../marketplaces/types';
-import { PRODUCTION_HOUR_MS, hourStart } from '../domain/time';
+import { createAzureMarketplace, type AzureMarketplaceClient } from '../../marketplaces/azure';
+import { createBatcher, type RateLimiter } from '../../marketplaces/batcher';
+import type { UsageRecord } from '../../marketplaces/types';
+import { PRODUCTION_HOUR_MS, hourStart } from '../../domain/time';
 
 export interface AzureBatchingBench {
   records: number;

@@ -11,12 +11,12 @@ import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '.
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
-import { startAwsEmulator, type AwsEmulator } from '../../emulators/aws';
+import { startAwsEmulator, type AwsEmulator } from '../emulators/aws';
 import { createLogger } from '../../lib/log';
 import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
 import { connectTemporal, createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
-import { createTestDatabase } from './db';
-import { APP, TENANT, startAzureStack, type AzureStack } from './azure';
+import { createTestDatabase } from './test-database';
+import { APP, TENANT, startAzureStack, type AzureStack } from './azure-stack';
 import { auditLedger, type AuditReport } from '../../operations/audit';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;

@@ -8,7 +8,7 @@
 //   source sends every hour) and "backfill" (1,000 keys x 10 hours), with 1, 2 and 4 requests in
 //   flight, each in-flight client with its own keys as separate usage-source shards would be.
 //   Ingestion starts no workflow (the sweep that closes the hour does), so this is the whole
-//   path a usage source waits for; the end-to-end burst (bench/burst.ts) measures the rest.
+//   path a usage source waits for; the end-to-end burst (scripts/bench/burst.ts) measures the rest.
 // Request bodies are serialized before the clock starts, so the client's JSON work is not
 // counted; the API runs in this process on loopback, as in the test harness.
 
@@ -18,14 +18,14 @@ import { performance } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
-import { buildApi } from '../api/app';
-import { openDatabase, type Database } from '../db/client';
-import { migrate } from '../db/migrate';
-import { loadCatalog } from '../domain/catalog';
-import type { RemittanceKey } from '../domain/key';
-import { PRODUCTION_HOUR_MS, hourStart } from '../domain/time';
-import type { TimeSettings } from '../config/env';
-import { createLogger } from '../lib/log';
+import { buildApi } from '../../api/app';
+import { openDatabase, type Database } from '../../db/client';
+import { migrate } from '../../db/migrate';
+import { loadCatalog } from '../../domain/catalog';
+import type { RemittanceKey } from '../../domain/key';
+import { PRODUCTION_HOUR_MS, hourStart } from '../../domain/time';
+import type { TimeSettings } from '../../config/env';
+import { createLogger } from '../../lib/log';
 
 export interface LatencyStats {
   p50: number;

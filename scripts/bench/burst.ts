@@ -15,9 +15,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
-import { loadConfig, timeSettings } from '../config/env';
-import { hourStart } from '../domain/time';
-import { REPO_ROOT, stopChild } from '../scripts/lib/proc';
+import { loadConfig, timeSettings } from '../../config/env';
+import { hourStart } from '../../domain/time';
+import { REPO_ROOT, stopChild } from '../lib/proc';
 import { ProcessSampler, machineCpu, type ProcessCost } from './procs';
 import { profileOrigin, summarizeCpuProfile, type ProfileSummary } from './profile';
 

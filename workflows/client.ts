@@ -4,8 +4,8 @@
 // closed one is never redone by a start (operators use signals or the reset API).
 
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { SA, type RemittanceStatus } from '../workflows/definitions';
-import type { RecordWorkflowInput } from '../workflows/remittance';
+import { SA, type RemittanceStatus } from './definitions';
+import type { RecordWorkflowInput } from './remittance';
 
 export interface RecordStart {
   workflowId: string;

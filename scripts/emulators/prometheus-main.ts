@@ -4,7 +4,7 @@
 //   REMIT_PROMETHEUS_EMULATOR_PORT   default 9090
 //   REMIT_EMULATOR_HOST              default 127.0.0.1
 
-import { timeConfigFromEnv } from '../config/env';
+import { timeConfigFromEnv } from '../../config/env';
 import { startPrometheusEmulator } from './prometheus';
 import { envInt, runEmulatorMain } from './run-main';
 

@@ -1,6 +1,6 @@
 // The smallest workflow a workflow-per-record design can run: one local activity (the database
 // step) and one search-attribute upsert (the state an operator sees), 7 history events. The
-// bench's floor measures how fast a Temporal server completes these (bench/floor.ts).
+// bench's floor measures how fast a Temporal server completes these (scripts/bench/floor.ts).
 // Its own search attribute and type name, so the floor does not change when remit's do.
 
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
