@@ -26,7 +26,7 @@ import { storeTallies } from '../../db/tallies';
 import { loadCatalog, lookupMetric, type Catalog } from '../../domain/catalog';
 import { keyString, type RemittanceKey } from '../../domain/key';
 import { recordTargetOf } from '../../domain/record';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 const HOUR = 3_600_000;
 const time: TimeSettings = { hourMs: HOUR, graceHours: 0.1667, acceptanceHours: { aws: 6, azure: 24 } };
