@@ -112,7 +112,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.status(status).send({ error: message, ...(err.details ? { errors: err.details } : {}) });
   });
   app.addHook('onResponse', async (req, reply) => {
-    metrics.inc('remit_api_requests_total', { route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) });
+    metrics.requests.inc({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) });
   });
 
   app.get('/healthz', async () => ({ ok: true }));
@@ -141,17 +141,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', async () => openApiDocument());
   const metricsAuth = deps.tokens.metrics ? { onRequest: metricsToken(deps.tokens.metrics) } : {};
   app.get('/metrics', metricsAuth, async (_req, reply) => {
-    await metrics.collectFromDatabase(deps.database);
-    return reply.type('text/plain; version=0.0.4').send(metrics.render());
+    const text = await metrics.scrape(deps.database);
+    return reply.type(metrics.contentType).send(text);
   });
 
   app.post('/v1/tallies', { onRequest: authorize(['ingest']) }, async (req, reply) => {
     const nowMs = now();
     const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
-    if (!v.ok) for (const [reason, n] of Object.entries(v.refused ?? {})) metrics.inc('remit_tallies_refused_total', { reason }, n);
+    if (!v.ok) for (const [reason, n] of Object.entries(v.refused ?? {})) metrics.talliesRefused.inc({ reason }, n);
     if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
     const { keys } = await storeTallies(deps.database, v.tallies);
-    metrics.inc('remit_tallies_ingested_total', {}, v.tallies.length);
+    metrics.talliesIngested.inc(v.tallies.length);
     // Answered once stored: the sweep that closes this hour computes the keys and starts the
     // marketplace records' workflows, so a slow or unreachable Temporal never slows ingestion.
     return reply.status(202).send({ accepted: v.tallies.length, keys: keys.length, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
