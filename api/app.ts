@@ -4,15 +4,14 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type { Database } from '../db/client';
+import { pingDatabase, type Database } from '../db/client';
+import { listAuditTrail } from '../db/audit-trail';
 import { putContract, listContracts } from '../db/contracts';
 import type { TimeSettings } from '../db/ledger';
 import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilter } from '../db/reports';
-import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
 import { parseContract } from '../domain/contracts';
 import { isMarketplace } from '../domain/key';
-import { validateTallyBatch } from '../domain/tally';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
@@ -20,6 +19,7 @@ import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances
 import { remittancesCsvHeader, remittancesCsvRows } from '../lib/remittance-csv';
 import { REMITTANCE_STATUSES } from '../workflows/definitions';
 import { openApiDocument } from './openapi';
+import { ingestTallies } from '../usage/ingest';
 
 export interface ApiDeps {
   database: Database;
@@ -120,7 +120,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/readyz', async (_req, reply) => {
     const checks: Record<string, string> = {};
     try {
-      await deps.database.pool.query('SELECT 1');
+      await pingDatabase(deps.database);
       checks.database = 'ok';
     } catch (err) {
       deps.log.warn({ err }, 'readiness: the database is unavailable');
@@ -147,14 +147,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/tallies', { onRequest: authorize(['ingest']) }, async (req, reply) => {
     const nowMs = now();
-    const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
-    if (!v.ok) for (const [reason, n] of Object.entries(v.refused ?? {})) metrics.talliesRefused.inc({ reason }, n);
-    if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
-    const { keys } = await storeTallies(deps.database, v.tallies);
-    metrics.talliesIngested.inc(v.tallies.length);
+    const r = await ingestTallies({ database: deps.database, catalog: deps.catalog, time: deps.time, now: () => nowMs }, req.body);
+    if (!r.ok) for (const [reason, n] of Object.entries(r.refused)) metrics.talliesRefused.inc({ reason }, n);
+    if (!r.ok) throw new HttpError(400, `${r.errors.length} invalid tall${r.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, r.errors.slice(0, 1000));
+    metrics.talliesIngested.inc(r.tallies.length);
     // Answered once stored: the sweep that closes this hour computes the keys and starts the
     // marketplace records' workflows, so a slow or unreachable Temporal never slows ingestion.
-    return reply.status(202).send({ accepted: v.tallies.length, keys: keys.length, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
+    return reply.status(202).send({ accepted: r.tallies.length, keys: r.keys, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
   });
 
   /** When the window of the remittance hour containing `ms` closes: its usage is computed then. */
@@ -213,12 +212,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const limit = limitOf(req.query.limit);
     const before = req.query.cursor ? Number(req.query.cursor) : Number.MAX_SAFE_INTEGER;
     if (!Number.isSafeInteger(before)) throw new HttpError(400, 'invalid cursor');
-    const r = await deps.database.pool.query(
-      `SELECT id, at, actor, action, dry_run AS "dryRun", request, result FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`,
-      [before, limit + 1],
-    );
-    const items = r.rows.slice(0, limit);
-    return { items, nextCursor: r.rows.length > limit ? String(items[items.length - 1].id) : null };
+    return listAuditTrail(deps.database, { before, limit });
   });
 
   return app;
