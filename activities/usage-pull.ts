@@ -1,6 +1,6 @@
 // Activities of the usage pull (workflows/usage-pull.ts, docs/usage-source.md): read one hour
-// from the usage source and ingest it exactly as `POST /v1/tallies` does (validateTallyBatch,
-// storeTallies; the sweep that closes the hour computes and sends what they owe).
+// from the usage source and ingest it through the API's own ingestion (usage/ingest.ts; the sweep
+// that closes the hour computes and sends what they owe).
 //
 // How errors cross the activity/workflow line:
 // - the source could not be read (UsageReadError, or anything unexpected such as the database):
@@ -18,11 +18,11 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { TimeSettings } from '../config/env';
 import type { Database } from '../db/client';
-import { storeTallies } from '../db/tallies';
 import { beginPull, markPullFailed, markPulled, planPulls, recordPullError, type PullPlan } from '../db/usage-pulls';
 import type { Catalog } from '../domain/catalog';
-import { ROLLUP_VALUE, rollupFieldOf, validateTallyBatch } from '../domain/tally';
+import { ROLLUP_VALUE, rollupFieldOf } from '../domain/tally';
 import type { Logger } from '../lib/log';
+import { ingestTallies } from '../usage/ingest';
 import { UsageDataError, UsageReadError, type RawTally, type UsageSource } from '../usage/source';
 
 export interface UsagePullDeps {
@@ -124,33 +124,21 @@ export function createUsagePullActivities(deps: UsagePullDeps) {
         log.warn({ skipped }, 'usage pull left out roll-up rows');
       }
 
-      // The API's validation, per tally: a tally it refuses is left out with its reason (the
-      // API refuses the whole batch instead, since its sender can fix and re-send it; a pulled
-      // hour has no sender to tell). Then one upsert (tallies and owing marks): the sweep that
-      // closes the current hour computes and sends what they owe.
-      const nowMs = now();
-      const all = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays, maxErrors: Number.POSITIVE_INFINITY });
-      if (!all.ok) {
-        const bad = new Map<number, string[]>();
-        for (const e of all.errors) {
-          if (e.index < 0) return fail(hourMs, [...rejected, `${e.field}: ${e.message}`]);
-          bad.set(e.index, [...(bad.get(e.index) ?? []), `${e.field}: ${e.message}`]);
-        }
-        for (const [i, why] of bad) rejected.push(`tally ${i}${who(raw[i])} ${why.join(', ')}`);
-        raw = raw.filter((_, i) => !bad.has(i));
-      }
-      const v = validateTallyBatch({ tallies: raw }, { catalog: deps.catalog, hourMs: len, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
-      if (!v.ok) return fail(hourMs, [...rejected, ...v.errors.map((e) => `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`)]);
-      const elsewhere = v.tallies.filter((t) => t.hourMs !== hourMs);
-      if (elsewhere.length > 0) return fail(hourMs, [...rejected, `${elsewhere.length} tallies are for another hour than ${started.hour}, e.g. ${new Date(elsewhere[0]!.hourMs).toISOString()}`]);
-      if (v.tallies.length === 0 && rejected.length > 0) return fail(hourMs, rejected);
+      // The API's ingestion (usage/ingest.ts), except that a tally it refuses is left out with
+      // its reason instead of refusing the batch (the API's sender can fix and re-send it; a
+      // pulled hour has no sender to tell). The sweep that closes the current hour computes and
+      // sends what the stored tallies owe.
+      const ingested = await ingestTallies({ database, catalog: deps.catalog, time: deps.time, now }, { tallies: raw }, { leaveOutInvalid: true, onlyHour: hourMs });
+      if (!ingested.ok) return fail(hourMs, [...rejected, ...ingested.errors.map((e) => (e.index < 0 ? `${e.field}: ${e.message}` : `tally ${e.index}${who(raw[e.index])} ${e.field}: ${e.message}`))]);
+      for (const { index, problems } of ingested.leftOut) rejected.push(`tally ${index}${who(raw[index])} ${problems.join(', ')}`);
+      if (ingested.tallies.length === 0 && rejected.length > 0) return fail(hourMs, rejected);
 
-      if (v.tallies.length > 0) await storeTallies(database, v.tallies);
-      const note = rejected.length > 0 ? `${source.name}: ${rejected.length} series cannot be billed and were left out, the other ${v.tallies.length} tallies were stored; fix them at the source and re-pull the hour: ${reasonOf(rejected)}` : null;
-      const row = await markPulled(database, hourMs, v.tallies.length, rejected.length, note);
-      if (note) log.warn({ tallies: v.tallies.length, rejected: rejected.slice(0, MAX_REASONS) }, 'usage pulled without the series that cannot be billed');
-      else log.info({ tallies: v.tallies.length, replaced: v.replaced }, 'usage pulled');
-      return { hour: row.hour, status: 'pulled', tallies: v.tallies.length, rejected: rejected.length, attempts: row.attempts, ...(note ? { reason: note } : {}), ...(skipped ? { skipped } : {}) };
+      const stored = ingested.tallies.length;
+      const note = rejected.length > 0 ? `${source.name}: ${rejected.length} series cannot be billed and were left out, the other ${stored} tallies were stored; fix them at the source and re-pull the hour: ${reasonOf(rejected)}` : null;
+      const row = await markPulled(database, hourMs, stored, rejected.length, note);
+      if (note) log.warn({ tallies: stored, rejected: rejected.slice(0, MAX_REASONS) }, 'usage pulled without the series that cannot be billed');
+      else log.info({ tallies: stored, replaced: ingested.replaced }, 'usage pulled');
+      return { hour: row.hour, status: 'pulled', tallies: stored, rejected: rejected.length, attempts: row.attempts, ...(note ? { reason: note } : {}), ...(skipped ? { skipped } : {}) };
     },
   };
 }

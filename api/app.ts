@@ -1,25 +1,31 @@
 // The HTTP API (interface.md): ingestion, contracts, remittance reports and operator actions.
 // Bad input gets a 4xx with a clear message and changes nothing; the service keeps running.
 
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type { Database } from '../db/client';
+import { pingDatabase, type Database } from '../db/client';
+import { listAuditTrail } from '../db/audit-trail';
 import { putContract, listContracts } from '../db/contracts';
 import type { TimeSettings } from '../db/ledger';
 import { GROUP_BY, listRemittances, summarize, type GroupBy, type RemittanceFilter } from '../db/reports';
-import { storeTallies } from '../db/tallies';
 import type { Catalog } from '../domain/catalog';
 import { parseContract } from '../domain/contracts';
-import { isMarketplace } from '../domain/key';
-import { validateTallyBatch } from '../domain/tally';
+import { isMarketplace, type Marketplace } from '../domain/key';
 import { hourStart } from '../domain/time';
 import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
 import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps, type OperationLimits } from '../operations';
 import { remittancesCsvHeader, remittancesCsvRows } from '../lib/remittance-csv';
-import { REMITTANCE_STATUSES } from '../workflows/definitions';
-import { openApiDocument } from './openapi';
+import { REMITTANCE_STATUSES, type RemittanceStatus } from '../workflows/definitions';
+import { ingestTallies } from '../usage/ingest';
+import {
+  AuditPage, AuditQuery, ContractBody, ContractIdParams, ContractPut, ContractsPage, ContractsQuery, ErrorBody, Health, OperationBody, OperationResult, Readiness,
+  RemittancesPage, RemittancesQuery, RetryBody, Summary, SummaryQuery, TalliesAccepted, TalliesBody, csvColumns,
+} from './schemas';
+import { describeSchemaErrors, validatorCompiler, type SchemaError } from './validation';
 
 export interface ApiDeps {
   database: Database;
@@ -59,12 +65,50 @@ function tokenMatches(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** Security requirements as the document states them; each route's authorize hook enforces them. */
+const BEARER = [{ bearer: [] }];
+const PUBLIC: Array<Record<string, string[]>> = [];
+
+const errorResponses = {
+  400: { description: 'Bad input; nothing changed', ...ErrorBody },
+  401: { description: 'Missing or wrong bearer token; nothing done (checked before the body is read)', ...ErrorBody },
+};
+const withBodyResponses = {
+  ...errorResponses,
+  413: { description: 'Body too large; nothing done', ...ErrorBody },
+  415: { description: 'Not application/json; nothing done', ...ErrorBody },
+};
+
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? new Metrics(deps.time.hourMs);
-  const app = Fastify({ bodyLimit: deps.bodyLimitBytes ?? 64 * 1024 * 1024, logger: false });
+  const app = Fastify({ bodyLimit: deps.bodyLimitBytes ?? 64 * 1024 * 1024, logger: false }).withTypeProvider<TypeBoxTypeProvider>();
   // JSON only: a text/plain body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
+  app.setValidatorCompiler(validatorCompiler);
+  // Responses are sent as built (the schemas document them; a serializer would drop what they miss).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // Every route states its operationId and security, so the document cannot leave one out.
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    if (route.method === 'HEAD') return;
+    const schema = route.schema as { operationId?: string; security?: RegisteredRoute['security'] } | undefined;
+    if (!schema?.operationId || !schema.security) throw new Error(`route ${String(route.method)} ${route.url} has no operationId or security in its schema (api/app.ts)`);
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, operationId: schema.operationId, security: schema.security });
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'remit',
+        version: '0.1.0',
+        description:
+          'Hourly metered-usage remittance to cloud marketplaces. Ingestion endpoints take REMIT_INGEST_TOKEN, contract changes REMIT_CONTRACTS_TOKEN (else the ingest token) or the operator token, operator endpoints REMIT_OPERATOR_TOKEN, and /metrics REMIT_METRICS_TOKEN when it is set.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
   const opDeps: OperationDeps = { database: deps.database, catalog: deps.catalog, time: deps.time, temporal: deps.temporal, now };
 
   const limits = deps.operationLimits ?? DEFAULT_OPERATION_LIMITS;
@@ -94,9 +138,20 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return typeof h === 'string' && h !== '' ? h.slice(0, 200) : undefined;
   };
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; details?: unknown }, req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; details?: unknown; validation?: SchemaError[]; validationContext?: string }, req, reply) => {
     let status = err.statusCode ?? 500;
     let message = err.message;
+    let details = err.details;
+    if (err.validation) {
+      // The route's schema refused the request before its handler ran: nothing changed.
+      const tallies = req.routeOptions.url === '/v1/tallies' && err.validationContext === 'body';
+      const errors = describeSchemaErrors(err.validation, tallies);
+      status = 400;
+      details = errors.slice(0, 1000);
+      message = tallies
+        ? `${errors.length} invalid tall${errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`
+        : `invalid ${err.validationContext === 'querystring' ? 'query' : (err.validationContext ?? 'request')}: ${errors.map((e) => `${e.field} ${e.message}`.trim()).slice(0, 3).join('; ')}${errors.length > 3 ? ` (and ${errors.length - 3} more)` : ''}; nothing was changed`;
+    }
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = 'content-type must be application/json';
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') status = 413;
     if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
@@ -107,121 +162,225 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       // The detail (a database error, a stack) goes to the log, never to the client.
       deps.log.error({ err, url: req.url }, 'request failed');
       message = 'internal error; the cause is in the service log';
-      err.details = undefined;
+      details = undefined;
     }
-    void reply.status(status).send({ error: message, ...(err.details ? { errors: err.details } : {}) });
+    void reply.status(status).send({ error: message, ...(details ? { errors: details } : {}) });
   });
   app.addHook('onResponse', async (req, reply) => {
-    metrics.inc('remit_api_requests_total', { route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) });
+    metrics.requests.inc({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) });
   });
 
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', { schema: { operationId: 'getHealth', summary: 'Liveness', tags: ['service'], security: PUBLIC, response: { 200: Health } } }, async () => ({ ok: true }));
   // Unauthenticated: a failing check says 'unavailable'; its error (hosts, users, versions) goes to the log.
-  app.get('/readyz', async (_req, reply) => {
-    const checks: Record<string, string> = {};
-    try {
-      await deps.database.pool.query('SELECT 1');
-      checks.database = 'ok';
-    } catch (err) {
-      deps.log.warn({ err }, 'readiness: the database is unavailable');
-      checks.database = 'unavailable';
-    }
-    if (deps.temporal) {
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        operationId: 'getReadiness',
+        summary: 'Readiness: database and Temporal, each ok or unavailable (the cause is in the service log)',
+        tags: ['service'],
+        security: PUBLIC,
+        response: { 200: { description: 'Ready', ...Readiness }, 503: { description: 'Not ready', ...Readiness } },
+      },
+    },
+    async (_req, reply) => {
+      const checks: Record<string, string> = {};
       try {
-        await deps.temporal.client.connection.workflowService.getSystemInfo({});
-        checks.temporal = 'ok';
+        await pingDatabase(deps.database);
+        checks.database = 'ok';
       } catch (err) {
-        deps.log.warn({ err }, 'readiness: Temporal is unavailable');
-        checks.temporal = 'unavailable';
+        deps.log.warn({ err }, 'readiness: the database is unavailable');
+        checks.database = 'unavailable';
       }
-    } else checks.temporal = 'not configured';
-    const ready = Object.values(checks).every((v) => v === 'ok');
-    return reply.status(ready ? 200 : 503).send({ ready, checks });
-  });
-  app.get('/openapi.json', async () => openApiDocument());
-  const metricsAuth = deps.tokens.metrics ? { onRequest: metricsToken(deps.tokens.metrics) } : {};
-  app.get('/metrics', metricsAuth, async (_req, reply) => {
-    await metrics.collectFromDatabase(deps.database);
-    return reply.type('text/plain; version=0.0.4').send(metrics.render());
-  });
+      if (deps.temporal) {
+        try {
+          await deps.temporal.client.connection.workflowService.getSystemInfo({});
+          checks.temporal = 'ok';
+        } catch (err) {
+          deps.log.warn({ err }, 'readiness: Temporal is unavailable');
+          checks.temporal = 'unavailable';
+        }
+      } else checks.temporal = 'not configured';
+      const ready = Object.values(checks).every((v) => v === 'ok');
+      return reply.status(ready ? 200 : 503).send({ ready, checks });
+    },
+  );
+  app.get('/openapi.json', { schema: { operationId: 'getOpenApiDocument', summary: 'This document', tags: ['service'], security: PUBLIC, response: { 200: { description: 'The OpenAPI 3.1 document, generated from the routes', type: 'object' } } } }, async () => app.swagger());
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'getMetrics',
+        summary: 'Prometheus metrics (text format); with REMIT_METRICS_TOKEN set, that bearer token is required',
+        tags: ['service'],
+        // Optional: open unless REMIT_METRICS_TOKEN is set.
+        security: [{}, ...BEARER],
+        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, 401: { description: 'REMIT_METRICS_TOKEN is set and was not given', ...ErrorBody } },
+      },
+      ...(deps.tokens.metrics ? { onRequest: metricsToken(deps.tokens.metrics) } : {}),
+    },
+    async (_req, reply) => {
+      const text = await metrics.scrape(deps.database);
+      return reply.type(metrics.contentType).send(text);
+    },
+  );
 
-  app.post('/v1/tallies', { onRequest: authorize(['ingest']) }, async (req, reply) => {
-    const nowMs = now();
-    const v = validateTallyBatch(req.body, { catalog: deps.catalog, hourMs: deps.time.hourMs, nowMs, maxUsageAgeDays: deps.time.maxUsageAgeDays });
-    if (!v.ok) for (const [reason, n] of Object.entries(v.refused ?? {})) metrics.inc('remit_tallies_refused_total', { reason }, n);
-    if (!v.ok) throw new HttpError(400, `${v.errors.length} invalid tall${v.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, v.errors.slice(0, 1000));
-    const { keys } = await storeTallies(deps.database, v.tallies);
-    metrics.inc('remit_tallies_ingested_total', {}, v.tallies.length);
-    // Answered once stored: the sweep that closes this hour computes the keys and starts the
-    // marketplace records' workflows, so a slow or unreachable Temporal never slows ingestion.
-    return reply.status(202).send({ accepted: v.tallies.length, keys: keys.length, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
-  });
+  app.post(
+    '/v1/tallies',
+    {
+      onRequest: authorize(['ingest']),
+      schema: {
+        operationId: 'ingestTallies',
+        summary: 'Ingest tallies (all-or-nothing, idempotent: a re-sent hour replaces its value)',
+        description: 'Any invalid tally refuses the whole batch: 400 with every problem as {index, field, message}, nothing stored.',
+        tags: ['ingestion'],
+        security: BEARER,
+        body: TalliesBody,
+        response: { 202: { description: 'Stored; billed when the hour closes', ...TalliesAccepted }, ...withBodyResponses },
+      },
+    },
+    async (req, reply) => {
+      const nowMs = now();
+      const r = await ingestTallies({ database: deps.database, catalog: deps.catalog, time: deps.time, now: () => nowMs }, req.body);
+      if (!r.ok) for (const [reason, n] of Object.entries(r.refused)) metrics.talliesRefused.inc({ reason }, n);
+      if (!r.ok) throw new HttpError(400, `${r.errors.length} invalid tall${r.errors.length === 1 ? 'y field' : 'y fields'}; nothing was stored`, r.errors.slice(0, 1000));
+      metrics.talliesIngested.inc(r.tallies.length);
+      // Answered once stored: the sweep that closes this hour computes the keys and starts the
+      // marketplace records' workflows, so a slow or unreachable Temporal never slows ingestion.
+      return reply.status(202).send({ accepted: r.tallies.length, keys: r.keys, windowClosesAt: new Date(windowCloseOf(nowMs)).toISOString() });
+    },
+  );
 
   /** When the window of the remittance hour containing `ms` closes: its usage is computed then. */
   const windowCloseOf = (ms: number) => hourStart(ms, deps.time.hourMs) + Math.round(deps.time.hourMs * (1 + deps.time.graceHours));
 
-  app.put<{ Params: { contractId: string } }>('/v1/contracts/:contractId', { onRequest: authorize(['contracts', 'operator']) }, async (req, reply) => {
-    const v = parseContract(req.params.contractId, req.body, { catalog: deps.catalog });
-    if (!v.ok) throw new HttpError(400, 'invalid contract; nothing was stored', v.errors);
-    const r = await putContract(deps.database, v.contract, { actor: actorOf(req), claimedBy: claimedBy(req) });
-    // Keys it can change are marked owing in the same transaction: the next hour's close bills them.
-    return reply.status(r.created ? 201 : 200).send({ contract: v.contract, created: r.created, changed: r.changed, keysAffected: r.keys.length, ...(r.changed ? { windowClosesAt: new Date(windowCloseOf(now())).toISOString() } : {}) });
-  });
+  app.put(
+    '/v1/contracts/:contractId',
+    {
+      onRequest: authorize(['contracts', 'operator']),
+      schema: {
+        operationId: 'putContract',
+        summary: 'Create or replace a contract; usage waiting for it is billed. A change is in the audit trail (action put-contract) under the token that made it',
+        tags: ['contracts'],
+        security: BEARER,
+        params: ContractIdParams,
+        body: ContractBody,
+        response: { 200: { description: 'Replaced (or unchanged)', ...ContractPut }, 201: { description: 'Created', ...ContractPut }, ...withBodyResponses },
+      },
+    },
+    async (req, reply) => {
+      const v = parseContract(req.params.contractId, req.body, { catalog: deps.catalog });
+      if (!v.ok) throw new HttpError(400, 'invalid contract; nothing was stored', v.errors);
+      const r = await putContract(deps.database, v.contract, { actor: actorOf(req), claimedBy: claimedBy(req) });
+      // Keys it can change are marked owing in the same transaction: the next hour's close bills them.
+      return reply.status(r.created ? 201 : 200).send({ contract: v.contract, created: r.created, changed: r.changed, keysAffected: r.keys.length, ...(r.changed ? { windowClosesAt: new Date(windowCloseOf(now())).toISOString() } : {}) });
+    },
+  );
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/contracts', { onRequest: authorize(['ingest', 'contracts', 'operator']) }, async (req) => {
-    const q = req.query;
-    checkQuery(q);
-    return listContracts(deps.database, { orgId: q.orgId, billingAccountId: q.billingAccountId, cursor: q.cursor, limit: limitOf(q.limit) });
-  });
+  app.get(
+    '/v1/contracts',
+    { onRequest: authorize(['ingest', 'contracts', 'operator']), schema: { operationId: 'listContracts', summary: 'List contracts', tags: ['contracts'], security: BEARER, querystring: ContractsQuery, response: { 200: ContractsPage, ...errorResponses } } },
+    async (req) => {
+      const q = req.query;
+      checkQuery(q);
+      return listContracts(deps.database, { orgId: q.orgId, billingAccountId: q.billingAccountId, cursor: q.cursor, limit: q.limit ?? 100 });
+    },
+  );
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/remittances', { onRequest: authorize(['operator']) }, async (req, reply) => {
-    // CSV for spreadsheets (lib/remittance-csv.ts): the same page of rows, the next cursor in a header.
-    const { format, ...query } = req.query;
-    if (format !== undefined && format !== 'json' && format !== 'csv') throw new HttpError(400, 'format must be json or csv');
-    const csv = format === 'csv' || (format === undefined && wantsCsv(req.headers.accept));
-    const page = await listRemittances(deps.database, filterFromQuery(query), { cursor: query.cursor, limit: limitOf(query.limit) }).catch((e: Error) => {
-      if (e.message === 'invalid cursor') throw new HttpError(400, 'invalid cursor');
-      throw e;
-    });
-    const items = page.items.map(present);
-    if (!csv) return { items, nextCursor: page.nextCursor };
-    if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
-    return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="remittances.csv"').send(remittancesCsvHeader() + remittancesCsvRows(items));
-  });
+  app.get(
+    '/v1/remittances',
+    {
+      onRequest: authorize(['operator']),
+      schema: {
+        operationId: 'listRemittances',
+        summary: 'One item per remittance (key and hour): quantity, claim, status, error code, reason, receipt, billedOn, deadline, workflow id, periods, and keyParked ({since, reason, errorCode}) while its key is parked after repeated rejections',
+        description: `As JSON, or as CSV for spreadsheets with format=csv or Accept: text/csv (listed before application/json): RFC 4180, CRLF line ends, a header line, one row per item of the same page with the same values and reasons (columns: ${csvColumns}); the next page's cursor is in the X-Next-Cursor header.`,
+        tags: ['reports'],
+        security: BEARER,
+        querystring: RemittancesQuery,
+        response: {
+          200: {
+            description: 'One page',
+            headers: { 'X-Next-Cursor': { description: 'CSV only: the cursor of the next page, absent on the last', schema: { type: 'string' } } },
+            content: { 'application/json': { schema: RemittancesPage }, 'text/csv': { schema: { type: 'string' } } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      // CSV for spreadsheets (lib/remittance-csv.ts): the same page of rows, the next cursor in a header.
+      const { format, ...query } = req.query;
+      const csv = format === 'csv' || (format === undefined && wantsCsv(req.headers.accept));
+      const page = await listRemittances(deps.database, filterFromQuery(query), { cursor: query.cursor, limit: query.limit ?? 100 }).catch((e: Error) => {
+        if (e.message === 'invalid cursor') throw new HttpError(400, 'invalid cursor');
+        throw e;
+      });
+      const items = page.items.map(present);
+      if (!csv) return { items, nextCursor: page.nextCursor };
+      if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
+      return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="remittances.csv"').send(remittancesCsvHeader() + remittancesCsvRows(items));
+    },
+  );
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/remittances/summary', { onRequest: authorize(['operator']) }, async (req) => {
-    checkQuery(req.query);
-    const groupBy = (req.query.groupBy ?? '').split(',').filter(Boolean);
-    for (const g of groupBy) if (!(GROUP_BY as readonly string[]).includes(g)) throw new HttpError(400, `groupBy must be a comma-separated list of ${GROUP_BY.join(', ')}`);
-    return summarize(deps.database, filterFromQuery(req.query), groupBy as GroupBy[]);
-  });
+  app.get(
+    '/v1/remittances/summary',
+    { onRequest: authorize(['operator']), schema: { operationId: 'summarizeRemittances', summary: 'Totals by status (and by groupBy) for a range: what did we remit and what not', tags: ['reports'], security: BEARER, querystring: SummaryQuery, response: { 200: Summary, ...errorResponses } } },
+    async (req) => {
+      const { groupBy: raw, ...query } = req.query;
+      const groupBy = (raw ?? '').split(',').filter(Boolean);
+      for (const g of groupBy) if (!(GROUP_BY as readonly string[]).includes(g)) throw new HttpError(400, `groupBy must be a comma-separated list of ${GROUP_BY.join(', ')}`);
+      return summarize(deps.database, filterFromQuery(query), groupBy as GroupBy[]);
+    },
+  );
 
-  for (const [path, run, withStatus] of [
-    ['/v1/remittances/reset', resetRemittances, false],
-    ['/v1/remittances/recalculate', recalculateRemittances, false],
-    ['/v1/remittances/retry', retryRemittances, true],
-  ] as const) {
-    app.post(path, { onRequest: authorize(['operator']) }, async (req) => {
-      const p = parseOperationRequest(req.body, actorOf(req), { withStatus, limits, hourMs: deps.time.hourMs, claimedBy: claimedBy(req) });
-      if (!p.ok) throw new HttpError(400, 'invalid request; nothing was changed', p.errors);
-      if (!deps.catalog.products.get(p.value.productTag)) throw new HttpError(400, `unknown productTag ${JSON.stringify(p.value.productTag)}`);
-      return run(opDeps, p.value);
-    });
+  const operations = [
+    { path: '/v1/remittances/reset', operationId: 'resetRemittances', run: resetRemittances, withStatus: false, body: OperationBody, summary: 'Void what was remitted in the range so it is billed again (dry run previews)' },
+    { path: '/v1/remittances/recalculate', operationId: 'recalculateRemittances', run: recalculateRemittances, withStatus: false, body: OperationBody, summary: 'Recompute from current tallies and contracts and remit the difference (dry run previews)' },
+    { path: '/v1/remittances/retry', operationId: 'retryRemittances', run: retryRemittances, withStatus: true, body: RetryBody, summary: 'Retry failed remittances now (dry run previews)' },
+  ] as const;
+  for (const { path, operationId, run, withStatus, body, summary } of operations) {
+    app.post(
+      path,
+      { onRequest: authorize(['operator']), schema: { operationId, summary, tags: ['operator'], security: BEARER, body, response: { 200: OperationResult, ...withBodyResponses } } },
+      async (req) => {
+        const p = parseOperationRequest(req.body, actorOf(req), { withStatus, limits, hourMs: deps.time.hourMs, claimedBy: claimedBy(req) });
+        if (!p.ok) throw new HttpError(400, 'invalid request; nothing was changed', p.errors);
+        if (!deps.catalog.products.get(p.value.productTag)) throw new HttpError(400, `unknown productTag ${JSON.stringify(p.value.productTag)}`);
+        return run(opDeps, p.value);
+      },
+    );
   }
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/audit', { onRequest: authorize(['operator']) }, async (req) => {
-    const limit = limitOf(req.query.limit);
-    const before = req.query.cursor ? Number(req.query.cursor) : Number.MAX_SAFE_INTEGER;
-    if (!Number.isSafeInteger(before)) throw new HttpError(400, 'invalid cursor');
-    const r = await deps.database.pool.query(
-      `SELECT id, at, actor, action, dry_run AS "dryRun", request, result FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`,
-      [before, limit + 1],
-    );
-    const items = r.rows.slice(0, limit);
-    return { items, nextCursor: r.rows.length > limit ? String(items[items.length - 1].id) : null };
-  });
+  app.get(
+    '/v1/audit',
+    { onRequest: authorize(['operator']), schema: { operationId: 'listAuditTrail', summary: 'Operator actions and contract changes: who, when, what, result (newest first)', tags: ['operator'], security: BEARER, querystring: AuditQuery, response: { 200: AuditPage, ...errorResponses } } },
+    async (req) => {
+      const before = req.query.cursor ? Number(req.query.cursor) : undefined;
+      if (before !== undefined && !Number.isSafeInteger(before)) throw new HttpError(400, 'invalid cursor');
+      const page = await listAuditTrail(deps.database, { before, limit: req.query.limit ?? 100 });
+      return { ...page, items: page.items.map((e) => ({ ...e, at: e.at.toISOString() })) };
+    },
+  );
 
-  return app;
+  await app.ready();
+  routesOf.set(app as unknown as FastifyInstance, routes);
+  return app as unknown as FastifyInstance;
+}
+
+export interface RegisteredRoute {
+  method: string;
+  /** Fastify's form: /v1/contracts/:contractId */
+  url: string;
+  operationId: string;
+  security: Array<Record<string, string[]>>;
+}
+
+const routesOf = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** The routes an API built by buildApi serves (HEAD aside), as their schemas declare them. */
+export function registeredRoutes(app: FastifyInstance): RegisteredRoute[] {
+  return routesOf.get(app) ?? [];
 }
 
 /** GET /metrics with REMIT_METRICS_TOKEN set: that token only (Prometheus' `authorization` scrape setting). */
@@ -232,24 +391,16 @@ function metricsToken(expected: string) {
   };
 }
 
-function limitOf(raw: string | undefined): number {
-  if (raw === undefined) return 100;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new HttpError(400, 'limit must be an integer from 1 to 1000');
-  return n;
-}
-
-/** Each query parameter once, as text PostgreSQL can take: a repeated one (an array) or a NUL gave a 500. */
+/** Text PostgreSQL can take (the schemas already refuse a repeated parameter): a NUL gave a 500. */
 function checkQuery(q: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(q)) {
-    if (typeof v !== 'string') throw new HttpError(400, `query parameter ${k} must be given once`);
-    if (v.includes('\u0000')) throw new HttpError(400, `query parameter ${k} must not contain NUL`);
+    if (typeof v === 'string' && v.includes('\u0000')) throw new HttpError(400, `query parameter ${k} must not contain NUL`);
   }
 }
 
-function filterFromQuery(q: Record<string, string | undefined>): RemittanceFilter {
+function filterFromQuery(q: Omit<SummaryQuery, 'groupBy'> & { cursor?: string; limit?: number }): RemittanceFilter {
   checkQuery(q);
-  const date = (f: string) => {
+  const date = (f: 'from' | 'to') => {
     const v = q[f];
     if (v === undefined) return undefined;
     const d = new Date(v);
@@ -275,12 +426,12 @@ function wantsCsv(accept: string | undefined): boolean {
 function present(r: Awaited<ReturnType<typeof listRemittances>>['items'][number]) {
   return {
     id: r.id,
-    key: { billingProvider: r.billingProvider, billingAccountId: r.billingAccountId, orgId: r.orgId, productTag: r.productTag, metric: r.metric, sla: r.sla, usage: r.usage },
+    key: { billingProvider: r.billingProvider as Marketplace, billingAccountId: r.billingAccountId, orgId: r.orgId, productTag: r.productTag, metric: r.metric, sla: r.sla, usage: r.usage },
     remittanceHour: new Date(r.remittanceHour).toISOString(),
     quantity: r.bill,
     claim: r.claim,
     dimension: r.dimension,
-    status: r.status,
+    status: r.status as RemittanceStatus,
     errorCode: r.errorCode,
     reason: r.reason,
     receiptId: r.receiptId,

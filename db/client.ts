@@ -23,3 +23,8 @@ export function openDatabase(url: string, opts: { max?: number; applicationName?
   const db = drizzle(pool, { schema });
   return { pool, db, close: () => pool.end() };
 }
+
+/** Whether the database answers (GET /readyz). */
+export async function pingDatabase(database: Database): Promise<void> {
+  await database.pool.query('SELECT 1');
+}

@@ -37,3 +37,12 @@ export function canMove(from: RemittanceStatus, to: RemittanceStatus): boolean {
 export function sourcesOf(to: RemittanceStatus): RemittanceStatus[] {
   return (Object.keys(TRANSITIONS) as RemittanceStatus[]).filter((from) => canMove(from, to));
 }
+
+/**
+ * A later remittance of the key in one of these, with a bill, carries an amount that no longer
+ * counted (NOT_REMITTED) toward the marketplace: pending, in flight, accepted or free.
+ */
+export const CARRIES_AMOUNT: readonly RemittanceStatus[] = ['Pending', 'Sending', 'Succeeded', 'Gratis'];
+
+/** Records still to be sent before their acceptance deadline (remit_remittance_deadline_seconds). */
+export const STILL_TO_SEND: readonly RemittanceStatus[] = ['Pending', 'Sending', 'Failed'];
