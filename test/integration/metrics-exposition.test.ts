@@ -14,7 +14,7 @@ import { loadCatalog } from '../../domain/catalog';
 import { MARKETPLACES } from '../../domain/key';
 import { createLogger } from '../../lib/log';
 import { REMITTANCE_STATUSES } from '../../workflows/definitions';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 import { alertTestSeries, groupingLabels, isTemporalSdkMetric, literalValues, loadDashboard, metricNames, opsExpressions, parseExposition, selectors, type Exposition } from '../helpers/promql';
 
 const HOUR_MS = 3_600_000;

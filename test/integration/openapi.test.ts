@@ -12,7 +12,7 @@ import { buildApi, registeredRoutes } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
 import { loadCatalog } from '../../domain/catalog';
 import { createLogger } from '../../lib/log';
-import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 
 const HOUR_MS = 3_600_000;
 const tokens = { ingest: 'ingest-secret', operator: 'operator-secret' };
