@@ -156,6 +156,7 @@ async function killAfterAwsStoredIt(orgId: string, acct: string, value: number, 
     120_000,
     'the lost answer, then the confirming re-send held open',
   ).catch(async (err: Error) => {
+    await kill(worker, 'SIGKILL'); // no worker outlives a failed story
     throw new Error(`${err.message}; calls: ${JSON.stringify(aws.calls().filter((c) => c.at >= since).map((c) => [c.outcome, c.recordCount]))}; ledger: ${JSON.stringify(await rows(orgId))}`);
   });
   await kill(worker, 'SIGKILL');
