@@ -56,9 +56,7 @@ void test('1,000 concurrent submissions: at most 40 calls of up to 25, never ove
   const stale = Array.from({ length: 5 }, () => awsRecord({ customer: newCustomer(), timestampMs: t - 7 * HOUR }));
   const b = batcher();
 
-  const started = Date.now();
   const outcomes = await Promise.all([...records, ...stale].map((r) => b.submit(r)));
-  const elapsedMs = Date.now() - started;
 
   // Stale records were answered without being sent.
   outcomes.slice(records.length).forEach((o) => assert.equal(o.kind === 'terminal' && o.code, 'marketplace_window_expired'));
@@ -90,8 +88,6 @@ void test('1,000 concurrent submissions: at most 40 calls of up to 25, never ove
     }
   });
   assert.equal(stored.length, records.length - unsubscribed.length * DIMENSIONS.length);
-  // 40 calls at 10 a second cannot take less than about 3.x seconds.
-  assert.ok(elapsedMs >= 3000, `${elapsedMs} ms`);
 });
 
 void test('lost response: after resolve, exactly one accepted record per submission and no duplicate', async () => {

@@ -290,17 +290,18 @@ describe('the Prometheus source against a real Prometheus, with the real queries
     assert.deepEqual(await real.readHour(hour), before, 'the data survived the restart');
   });
 
-  it('a Prometheus that is slow (frozen) is given up after the configured time, as a retryable read failure', async () => {
+  // The server stays frozen until the read gives up: a client without its own timeout would hang
+  // here (undici's default is 5 minutes) and the test's timeout would fail it. How long the read
+  // takes is not asserted; the configured timeout firing is (its error code).
+  it('a Prometheus that is slow (frozen) is given up on the configured timeout, as a retryable read failure', { timeout: 120_000 }, async () => {
     prom.pause();
-    const t0 = Date.now();
     try {
       const err = await real.readHour(hour).then(
         () => assert.fail('expected a read error'),
         (e: unknown) => e,
       );
       assert.ok(err instanceof UsageReadError && err.retryable, String(err));
-      assert.match(err.message, /could not be read|cut off/);
-      assert.ok(Date.now() - t0 < 15_000, `a frozen server is given up, not waited for (${Date.now() - t0} ms)`);
+      assert.match(err.message, /could not be read: .*(UND_ERR_HEADERS_TIMEOUT|UND_ERR_BODY_TIMEOUT)|cut off: .*UND_ERR_BODY_TIMEOUT/);
     } finally {
       prom.resume();
     }
@@ -424,7 +425,6 @@ describe('usage pull on the real stack', () => {
     // The server is down from now for 3.2 hours: the first scheduled run (at X + 0.25 h, for X - 1 h)
     // fails until then, and the runs at X + 1.25 h and X + 2.25 h would pull hours that are not there.
     const back = outage(Math.round(3.2 * HOUR_MS));
-    const outageEnd = Date.now() + 3.2 * HOUR_MS;
     await ensureUsagePullSchedule(stack.client, pullQueue, stack.time, { lagHours: 0.25, backfillLimit: 50 });
 
     const covered = hours.slice(0, 5); // X - 1 .. X + 3
@@ -434,7 +434,6 @@ describe('usage pull on the real stack', () => {
     }, 12 * HOUR_MS, 'every hour of the outage to be pulled');
     await stopSchedule(pullQueue);
     await back;
-    assert.ok(Date.now() > outageEnd, 'nothing could be read before the source recovered');
 
     assert.ok(rows[0]!.attempts > 1, `the hour being pulled when the outage began was retried (${rows[0]!.attempts} attempts)`);
     assert.deepEqual(rows.slice(1).map((r) => r.attempts), [1, 1, 1, 1], 'during the outage only the first hour was tried; the skipped runs did not pile up');
