@@ -6,7 +6,7 @@
 //
 // We use the package's binaries, not its EmbeddedPostgres class: that class registers process-wide
 // exit and signal hooks (async-exit-hook) that would fight the scripts' own Ctrl-C handling,
-// writes a password file to /tmp, and listens on every interface.
+// writes a password file to /tmp, and tells readiness by matching the server's log text.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort, type Log, REPO_ROOT, run, runChecked, stderrLog } from './proc';
+import { freePort, type Log, pidAlive, REPO_ROOT, run, runChecked, stderrLog, waitForPidExit } from './proc';
 
 export interface PostgresBinaries {
   /** Folder holding initdb and postgres. */
@@ -186,6 +186,35 @@ async function templateCluster(bins: PostgresBinaries, who: RunAs | undefined, l
   return dir;
 }
 
+/**
+ * A kept cluster may still be served by a postmaster whose owner was killed (SIGKILL leaves no
+ * chance to stop it): that orphan is shut down so that this start can take over. One that still
+ * has its owner belongs to another running stack: refused.
+ */
+/** Who started the server of a kept cluster: beside it, not inside (the cluster is the server user's). */
+const ownerFile = (dataDir: string) => `${dataDir}.owner`;
+
+async function stopOrphanedServer(dataDir: string, log: Log): Promise<void> {
+  const pidFile = path.join(dataDir, 'postmaster.pid');
+  if (!fs.existsSync(pidFile)) return;
+  const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return; // gone: PostgreSQL clears a stale lock file itself
+  }
+  if (/\((.*)\)/.exec(stat)?.[1] !== 'postgres') return; // the pid was reused: PostgreSQL sees that too
+  const owner = Number(fs.existsSync(ownerFile(dataDir)) ? fs.readFileSync(ownerFile(dataDir), 'utf8').trim() : NaN);
+  if (Number.isInteger(owner) && pidAlive(owner)) throw new Error(`${dataDir} is in use by PostgreSQL pid ${pid}, started by pid ${owner}: another stack runs on this state directory. Stop it first.`);
+  log(`PostgreSQL: stopping the server left running on ${dataDir} by an owner that was killed (pid ${pid}) ...`);
+  process.kill(pid, 'SIGINT');
+  if (!(await waitForPidExit(pid, 30_000))) {
+    process.kill(pid, 'SIGQUIT');
+    await waitForPidExit(pid, 10_000);
+  }
+}
+
 export interface StartPostgresOptions {
   /**
    * Keep the cluster here (initialised on first use, reused after; durable settings). Default: a
@@ -260,6 +289,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
             `Move it away (or pg_dump it with PostgreSQL ${made} and restore it after) and run again: a new cluster is made in its place.`,
         );
       }
+      await stopOrphanedServer(dataDir, log);
     } else {
       await initCluster(bins, who, dataDir, KEPT_SETTINGS, []);
     }
@@ -301,6 +331,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         if (/could not bind|address already in use/i.test(log)) continue;
         throw lastErr;
       }
+      if (!temporary) fs.writeFileSync(ownerFile(dataDir), `${process.pid}\n`);
       log(`PostgreSQL: ${url} (pid ${child.pid}, ${temporary ? 'temporary' : 'kept'} data in ${dataDir}, ready in ${Date.now() - started} ms)`);
       return { url, port, pid: child.pid!, dataDir, exited, stop };
     }

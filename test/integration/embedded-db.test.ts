@@ -32,21 +32,19 @@ async function launch(dataDir: string, port: number): Promise<Launched> {
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  // Its own word that its server is ready, not merely an answer on the port (which a server left
+  // over from a killed launcher could give).
   const deadline = Date.now() + 90_000;
-  for (;;) {
+  while (!/ready in \d+ ms/.test(out)) {
     if (child.exitCode !== null) throw new Error(`the launcher exited (${child.exitCode}):\n${out}`);
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
-    try {
-      await c.connect();
-      await c.query('SELECT 1');
-      await c.end();
-      return { child, url, output: () => out };
-    } catch {
-      await c.end().catch(() => undefined);
-      if (Date.now() > deadline) throw new Error(`the launcher did not answer in 90 s:\n${out}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    if (Date.now() > deadline) throw new Error(`the launcher was not ready in 90 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await c.query('SELECT 1');
+  await c.end();
+  return { child, url, output: () => out };
 }
 
 const exitOf = (child: ChildProcess) =>
@@ -152,6 +150,20 @@ void describe("npm start's embedded PostgreSQL (scripts/lib/postgres-main.ts)", 
     assert.notEqual(exit.code, 0, `the launcher must report the death:\n${db!.output()}`);
     db = await launch(dataDir, port);
     const rows = await withClient(db.url, (c) => c.query<{ name: string }>('SELECT name FROM crashed'));
+    assert.deepEqual(rows.rows, [{ name: 'committed' }]);
+  });
+
+  void test('a second launcher on the same data is refused while the first runs; after the first is SIGKILLed, it takes over the orphaned server', async () => {
+    await withClient(db!.url, (c) => c.query("CREATE TABLE orphaned (name text); INSERT INTO orphaned VALUES ('committed')"));
+    const other = await freePort();
+    await assert.rejects(launch(dataDir, other), /in use by PostgreSQL pid \d+, started by pid \d+/);
+    const postmaster = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    db!.child.kill('SIGKILL'); // no chance to stop its server
+    await exitOf(db!.child);
+    assert.ok(pidAlive(postmaster), 'the server outlived its killed launcher');
+    db = await launch(dataDir, port);
+    assert.equal(pidAlive(postmaster), false, 'the orphan was shut down');
+    const rows = await withClient(db.url, (c) => c.query<{ name: string }>('SELECT name FROM orphaned'));
     assert.deepEqual(rows.rows, [{ name: 'committed' }]);
   });
 });
