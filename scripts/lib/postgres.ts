@@ -84,7 +84,9 @@ interface RunAs {
 async function ensureRunAsUser(log: Log): Promise<RunAs> {
   if ((await run('id', ['-u', RUN_AS])).code !== 0) {
     log(`PostgreSQL: creating the system user "${RUN_AS}" to run the server (it refuses to run as root) ...`);
-    await runChecked('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', RUN_AS]);
+    // A group of that name may exist without the user (left by an uninstalled package).
+    const group = (await run('getent', ['group', RUN_AS])).code === 0 ? ['--gid', RUN_AS] : ['--user-group'];
+    await runChecked('useradd', ['--system', ...group, '--no-create-home', '--shell', '/usr/sbin/nologin', RUN_AS]);
   }
   const uid = Number((await runChecked('id', ['-u', RUN_AS])).stdout.trim());
   const gid = Number((await runChecked('id', ['-g', RUN_AS])).stdout.trim());
