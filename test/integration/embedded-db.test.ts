@@ -1,317 +1,195 @@
-// The local stack's embedded database (db/embedded.ts) must behave like PostgreSQL for every
-// pattern the product relies on, although PGlite is a single backend session shared by all
-// connections. These tests drive it only through `pg`, exactly as the product does.
+// `npm start`'s embedded database (scripts/lib/postgres-main.ts over scripts/lib/postgres.ts): a
+// real PostgreSQL whose data is kept across restarts of the stack. What the stack relies on:
+// migrations apply, committed data survives a clean restart and a crash, several processes work
+// at once without waiting for each other's transactions, the supervisor learns when the server
+// dies, and nothing outside this machine can connect. Driven through `pg`, as the product is.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../db/embedded';
 import { migrate } from '../../db/migrate';
+import { freePort, pidAlive, REPO_ROOT } from '../../scripts/lib/proc';
+import { startPostgres } from '../../scripts/lib/postgres';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves to 'pending' if `p` has not settled after `ms`. */
-async function stateAfter<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {
-  return Promise.race([p, sleep(ms).then(() => 'pending' as const)]);
+interface Launched {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
 }
 
-async function connect(url: string): Promise<pg.Client> {
+/** Starts the launcher as the stack does (its own process), and waits until it answers queries. */
+async function launch(dataDir: string, port: number): Promise<Launched> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'lib', 'postgres-main.ts')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, REMIT_POSTGRES_DATA_DIR: dataDir, REMIT_POSTGRES_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  // Its own word that its server is ready, not merely an answer on the port (which a server left
+  // over from a killed launcher could give).
+  const deadline = Date.now() + 90_000;
+  while (!/ready in \d+ ms/.test(out)) {
+    if (child.exitCode !== null) throw new Error(`the launcher exited (${child.exitCode}):\n${out}`);
+    if (Date.now() > deadline) throw new Error(`the launcher was not ready in 90 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const c = new pg.Client({ connectionString: url });
-  c.on('error', () => undefined); // a server-side disconnect is part of some tests
   await c.connect();
-  return c;
+  await c.query('SELECT 1');
+  await c.end();
+  return { child, url, output: () => out };
 }
 
-const names = async (c: pg.Client | pg.Pool, table: string) =>
-  (await c.query<{ name: string }>(`SELECT name FROM ${table} ORDER BY name`)).rows.map((r) => r.name);
+const exitOf = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+    : new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
 
-void describe('embedded database (PGlite over the wire protocol)', () => {
-  let db: EmbeddedDatabase;
-  let pool: pg.Pool;
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => undefined); // a server that goes away is part of some tests
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Runs `sql` from a separate Node process (another service of the stack) and returns its rows. */
+function queryFromAnotherProcess(url: string, sql: string): Promise<unknown[]> {
+  const code = `const pg = require('pg'); const c = new pg.Client(process.env.U); c.connect().then(() => c.query(process.env.Q)).then((r) => { console.log(JSON.stringify(r.rows)); return c.end(); }).catch((e) => { console.error(e.message); process.exit(1); });`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', code], { cwd: REPO_ROOT, env: { ...process.env, U: url, Q: sql }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as unknown[]) : reject(new Error(`exit ${code}: ${err}`))));
+  });
+}
+
+void describe("npm start's embedded PostgreSQL (scripts/lib/postgres-main.ts)", () => {
+  let stateDir: string;
+  let dataDir: string;
+  let port: number;
+  let db: Launched | undefined;
 
   before(async () => {
-    db = await startEmbeddedDatabase({ log: () => undefined });
-    pool = new pg.Pool({ connectionString: db.url, max: 10 });
+    // As the stack makes it: a private state directory with the cluster inside.
+    stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-embedded-'));
+    dataDir = path.join(stateDir, 'postgres');
+    port = await freePort();
+    db = await launch(dataDir, port);
   });
   after(async () => {
-    await pool?.end();
-    await db?.stop();
-  });
-
-  void test('serves a pg Pool with many connections open at once, on 127.0.0.1', async () => {
-    assert.match(db.url, /^postgres:\/\/[^@]+@127\.0\.0\.1:\d+\/postgres$/);
-    const clients = await Promise.all(Array.from({ length: 10 }, () => pool.connect()));
-    try {
-      assert.equal(db.stats().connections, 10);
-      const rows = await Promise.all(clients.map((c, i) => c.query<{ i: number }>('SELECT $1::int AS i', [i])));
-      assert.deepEqual(
-        rows.map((r) => r.rows[0]?.i),
-        clients.map((_, i) => i),
-      );
-    } finally {
-      for (const c of clients) c.release();
+    if (db && db.child.exitCode === null) {
+      db.child.kill('SIGTERM');
+      await exitOf(db.child);
     }
+    fs.rmSync(stateDir, { recursive: true, force: true });
   });
 
-  void test("one connection's uncommitted rows are invisible to another, and its rollback leaves the other's work alone", async () => {
-    await pool.query('CREATE TABLE iso (name text)');
-    const a = await connect(db.url);
-    const b = await connect(db.url);
-    try {
-      await b.query("INSERT INTO iso VALUES ('b-before')");
-      await a.query('BEGIN');
-      await a.query("INSERT INTO iso VALUES ('a-uncommitted')");
-      // B reads and writes while A's transaction is open. It never sees A's row: it waits
-      // until A's transaction is over (transactions run one at a time here).
-      const bRead = b.query<{ name: string }>('SELECT name FROM iso ORDER BY name');
-      const bWrite = pool.query("INSERT INTO iso VALUES ('b-during')");
-      assert.equal(await stateAfter(bRead, 300), 'pending', "B must not run inside A's open transaction");
-      await a.query("INSERT INTO iso VALUES ('a-uncommitted-2')");
-      await a.query('ROLLBACK');
-      assert.deepEqual(
-        (await bRead).rows.map((r) => r.name),
-        ['b-before'],
-      );
-      await bWrite;
-      assert.deepEqual(await names(a, 'iso'), ['b-before', 'b-during']);
-
-      // The other way round: A commits, B sees exactly what was committed.
-      await a.query('BEGIN');
-      await a.query("INSERT INTO iso VALUES ('a-committed')");
-      const bAfter = names(b, 'iso');
-      await a.query('COMMIT');
-      assert.deepEqual(await bAfter, ['a-committed', 'b-before', 'b-during']);
-    } finally {
-      await a.end();
-      await b.end();
-    }
+  void test("applies the product's migrations, from two processes at once, and again with nothing to do", async () => {
+    await Promise.all([migrate(db!.url), migrate(db!.url)]);
+    await migrate(db!.url);
+    const tables = await withClient(db!.url, (c) => c.query<{ t: string }>("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public'"));
+    assert.ok(tables.rows.some((r) => r.t === 'marketplace_records'), 'the ledger table exists');
   });
 
-  void test('a failed transaction keeps the database until ROLLBACK, then others go on', async () => {
-    const a = await connect(db.url);
-    try {
-      await a.query('BEGIN');
-      await assert.rejects(a.query('SELECT 1/0'), /division by zero/);
-      const other = pool.query<{ one: number }>('SELECT 1 AS one');
-      assert.equal(await stateAfter(other, 200), 'pending');
-      await a.query('ROLLBACK');
-      assert.equal((await other).rows[0]?.one, 1);
-    } finally {
-      await a.end();
-    }
+  void test('listens on 127.0.0.1 only, with durable settings (it keeps real data)', async () => {
+    const rows = await withClient(db!.url, async (c) => (await c.query("SELECT current_setting('listen_addresses') AS listen, current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sync")).rows);
+    assert.deepEqual(rows[0], { listen: '127.0.0.1', fsync: 'on', sync: 'on' });
   });
 
-  void test('SELECT ... FOR UPDATE read-modify-write from many connections loses no update', async () => {
-    await pool.query('CREATE TABLE counter (id int PRIMARY KEY, v int NOT NULL)');
-    await pool.query('INSERT INTO counter VALUES (1, 0)');
-    const workers = 8;
-    const rounds = 10;
-    await Promise.all(
-      Array.from({ length: workers }, async () => {
-        for (let i = 0; i < rounds; i++) {
-          const c = await pool.connect();
-          try {
-            await c.query('BEGIN');
-            const { rows } = await c.query<{ v: number }>('SELECT v FROM counter WHERE id = 1 FOR UPDATE');
-            await sleep(1); // invite another connection in between read and write
-            await c.query('UPDATE counter SET v = $1 WHERE id = 1', [(rows[0]?.v ?? 0) + 1]);
-            await c.query('COMMIT');
-          } finally {
-            c.release();
-          }
-        }
-      }),
-    );
-    const { rows } = await pool.query<{ v: number }>('SELECT v FROM counter WHERE id = 1');
-    assert.equal(rows[0]?.v, workers * rounds);
-  });
-
-  void test('pg_advisory_xact_lock critical sections never overlap', async () => {
-    const events: string[] = [];
-    await Promise.all(
-      Array.from({ length: 6 }, async (_, n) => {
-        const c = await pool.connect();
-        try {
-          await c.query('BEGIN');
-          await c.query('SELECT pg_advisory_xact_lock(7)');
-          events.push(`in ${n}`);
-          await sleep(5);
-          events.push(`out ${n}`);
-          await c.query('COMMIT');
-        } finally {
-          c.release();
-        }
-      }),
-    );
-    for (let i = 0; i < events.length; i += 2) {
-      assert.equal(events[i]?.replace('in', 'out'), events[i + 1], `overlap in ${events.join(', ')}`);
-    }
-  });
-
-  void test('a session-level advisory lock (pg_advisory_lock) excludes other connections until unlocked', async () => {
-    const a = await connect(db.url);
-    const b = await connect(db.url);
-    try {
-      assert.equal((await a.query('SELECT pg_try_advisory_lock(42) AS ok')).rows[0]?.ok, true);
-      // Outside any transaction, A still holds the lock: B must not get it.
-      const bTry = b.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(42) AS ok');
-      assert.equal(await stateAfter(bTry, 300), 'pending');
-      assert.equal((await a.query('SELECT 2 AS two')).rows[0]?.two, 2, 'the holder keeps working');
-      await a.query('SELECT pg_advisory_unlock(42)');
-      assert.equal((await bTry).rows[0]?.ok, true);
-      await b.query('SELECT pg_advisory_unlock(42)');
-      // A connection that dies holding a session lock releases it, as in PostgreSQL.
-      await a.query('SELECT pg_advisory_lock(43)');
-      await a.end();
-      assert.equal((await b.query('SELECT pg_try_advisory_lock(43) AS ok')).rows[0]?.ok, true);
-      await b.query('SELECT pg_advisory_unlock_all()');
-    } finally {
-      await a.end().catch(() => undefined);
-      await b.end();
-    }
-  });
-
-  void test("extended-protocol batches of two connections never interleave (pglite-socket's bug)", async () => {
-    // A's Parse/Bind/Execute with a 300 kB parameter spans several TCP reads; B's small queries
-    // arrive in between. Served message by message, B's Parse replaced A's unnamed statement.
-    const a = await connect(db.url);
-    const b = await connect(db.url);
-    const big = 'x'.repeat(300_000);
-    try {
-      for (let round = 0; round < 50; round++) {
-        const aq = a.query<{ n: number; who: string }>("SELECT length($1::text) AS n, 'A' AS who", [big]);
-        const bq = (async () => {
-          const out: pg.QueryResult<{ v: number; who: string }>[] = [];
-          for (const i of [0, 1, 2, 3, 4]) out.push(await b.query<{ v: number; who: string }>("SELECT $1::int AS v, 'B' AS who", [i]));
-          return out;
-        })();
-        const [ar, br] = await Promise.all([aq, bq]);
-        assert.deepEqual(ar.rows[0], { n: 300_000, who: 'A' });
-        assert.deepEqual(
-          br.map((r) => r.rows[0]),
-          [0, 1, 2, 3, 4].map((v) => ({ v, who: 'B' })),
-        );
-      }
-    } finally {
-      await a.end();
-      await b.end();
-    }
-  });
-
-  void test('a client that disconnects mid-transaction is rolled back and frees the database', async () => {
-    await pool.query('CREATE TABLE gone (name text)');
-    const a = await connect(db.url);
-    await a.query('BEGIN');
-    await a.query("INSERT INTO gone VALUES ('never')");
-    const waiting = pool.query<{ n: number }>('SELECT count(*)::int AS n FROM gone');
-    assert.equal(await stateAfter(waiting, 200), 'pending');
-    (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    assert.equal((await waiting).rows[0]?.n, 0);
-    assert.equal((await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM gone')).rows[0]?.n, 0);
-  });
-
-  void test("runs the product's migrations, also from two processes' worth of connections at once", async () => {
-    await Promise.all([migrate(db.url), migrate(db.url)]);
-    const tables = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'");
-    assert.ok((tables.rows[0]?.n ?? 0) > 0, 'migrations created tables');
-    await migrate(db.url); // and again: nothing to do
-  });
-});
-
-void test('a connection waiting on an open transaction gets SQLSTATE 55P03 after lockWaitTimeoutMs, and stays usable', async () => {
-  const db = await startEmbeddedDatabase({ lockWaitTimeoutMs: 300, idleInTransactionTimeoutMs: 0, log: () => undefined });
-  const a = await connect(db.url);
-  const b = await connect(db.url);
-  try {
-    await a.query('BEGIN');
-    await assert.rejects(b.query('SELECT 1'), (err: pg.DatabaseError) => err.code === '55P03');
-    await assert.rejects(b.query('SELECT $1::int', [1]), (err: pg.DatabaseError) => err.code === '55P03');
-    await a.query('COMMIT');
-    assert.equal((await b.query<{ v: number }>('SELECT $1::int AS v', [5])).rows[0]?.v, 5);
-  } finally {
-    await a.end();
-    await b.end();
-    await db.stop();
-  }
-});
-
-void test('a connection idle in a transaction past idleInTransactionTimeoutMs is disconnected and rolled back', async () => {
-  const db = await startEmbeddedDatabase({ idleInTransactionTimeoutMs: 300, log: () => undefined });
-  const a = await connect(db.url);
-  const b = await connect(db.url);
-  try {
-    await b.query('CREATE TABLE idle (name text)');
-    await a.query('BEGIN');
-    await a.query("INSERT INTO idle VALUES ('abandoned')");
-    assert.equal((await b.query<{ n: number }>('SELECT count(*)::int AS n FROM idle')).rows[0]?.n, 0);
-    await assert.rejects(a.query('SELECT 1'));
-  } finally {
-    await a.end().catch(() => undefined);
-    await b.end();
-    await db.stop();
-  }
-});
-
-void test('refuses connections past maxConnections with SQLSTATE 53300', async () => {
-  const db = await startEmbeddedDatabase({ maxConnections: 2, log: () => undefined });
-  const clients = [await connect(db.url), await connect(db.url)];
-  try {
-    await assert.rejects(connect(db.url), /too many clients/);
-  } finally {
-    for (const c of clients) await c.end();
-    await db.stop();
-  }
-});
-
-void test('data survives a killed process, and a data directory in use is refused', async () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-embedded-'));
-  const pgdata = path.join(dataDir, 'pgdata');
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '-e',
-      `require('./db/embedded.ts').startEmbeddedDatabase({ dataDir: ${JSON.stringify(pgdata)} }).then((d) => console.log('URL ' + d.url))`,
-    ],
-    { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = /URL (\S+)/.exec(out);
-        if (m?.[1]) resolve(m[1]);
-      });
-      child.once('exit', (code) => reject(new Error(`embedded database process exited early (${code})`)));
+  void test("another process commits while one holds an open transaction: no waiting, the open one's rows stay invisible", async () => {
+    await withClient(db!.url, (c) => c.query('CREATE TABLE side_by_side (name text PRIMARY KEY)'));
+    await withClient(db!.url, async (holder) => {
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO side_by_side VALUES ('uncommitted')");
+      await holder.query("SELECT pg_advisory_xact_lock(42)");
+      // The other process's own transaction and read do not wait for the holder's (a serializing
+      // database would hang here until the holder commits).
+      await queryFromAnotherProcess(db!.url, "INSERT INTO side_by_side VALUES ('other')");
+      const seen = await queryFromAnotherProcess(db!.url, 'SELECT name FROM side_by_side ORDER BY name');
+      assert.deepEqual(seen, [{ name: 'other' }]);
+      // ... while what the product uses to exclude others still excludes them.
+      const locked = await queryFromAnotherProcess(db!.url, 'SELECT pg_try_advisory_xact_lock(42) AS got');
+      assert.deepEqual(locked, [{ got: false }]);
+      await holder.query('COMMIT');
     });
-    const c = await connect(url);
-    await c.query('CREATE TABLE kept (name text)');
-    await c.query("INSERT INTO kept VALUES ('committed')");
-    await c.query('BEGIN');
-    await c.query("INSERT INTO kept VALUES ('in-flight')");
-    await assert.rejects(startEmbeddedDatabase({ dataDir: pgdata, log: () => undefined }), /in use by process/);
+    assert.deepEqual(await queryFromAnotherProcess(db!.url, 'SELECT name FROM side_by_side ORDER BY name'), [{ name: 'other' }, { name: 'uncommitted' }]);
+  });
 
-    const killed = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await killed;
-    await c.end().catch(() => undefined);
+  void test('committed data survives a restart of the launcher, and an in-flight transaction does not', async () => {
+    await withClient(db!.url, async (c) => {
+      await c.query('CREATE TABLE kept (name text)');
+      await c.query("INSERT INTO kept VALUES ('committed')");
+      await c.query('BEGIN');
+      await c.query("INSERT INTO kept VALUES ('in-flight')");
+      db!.child.kill('SIGTERM'); // what the stack's Ctrl-C sends
+      assert.deepEqual(await exitOf(db!.child), { code: 0, signal: null });
+    });
+    db = await launch(dataDir, port);
+    const rows = await withClient(db.url, (c) => c.query<{ name: string }>('SELECT name FROM kept'));
+    assert.deepEqual(rows.rows, [{ name: 'committed' }]);
+  });
 
-    const db = await startEmbeddedDatabase({ dataDir: pgdata, log: () => undefined });
-    try {
-      const c2 = await connect(db.url);
-      assert.deepEqual(await names(c2, 'kept'), ['committed']);
-      await c2.end();
-    } finally {
-      await db.stop();
-    }
+  void test('when the server dies the launcher exits non-zero (so the stack restarts it), and committed data survives the crash', async () => {
+    await withClient(db!.url, (c) => c.query("CREATE TABLE crashed (name text); INSERT INTO crashed VALUES ('committed')"));
+    const postmaster = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    process.kill(postmaster, 'SIGKILL');
+    const exit = await exitOf(db!.child);
+    assert.notEqual(exit.code, 0, `the launcher must report the death:\n${db!.output()}`);
+    db = await launch(dataDir, port);
+    const rows = await withClient(db.url, (c) => c.query<{ name: string }>('SELECT name FROM crashed'));
+    assert.deepEqual(rows.rows, [{ name: 'committed' }]);
+  });
+
+  void test('a second launcher on the same data is refused while the first runs; after the first is SIGKILLed, it takes over the orphaned server', async () => {
+    await withClient(db!.url, (c) => c.query("CREATE TABLE orphaned (name text); INSERT INTO orphaned VALUES ('committed')"));
+    const other = await freePort();
+    await assert.rejects(launch(dataDir, other), /in use by PostgreSQL pid \d+, started by pid \d+/);
+    const postmaster = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    db!.child.kill('SIGKILL'); // no chance to stop its server
+    await exitOf(db!.child);
+    assert.ok(pidAlive(postmaster), 'the server outlived its killed launcher');
+    db = await launch(dataDir, port);
+    assert.equal(pidAlive(postmaster), false, 'the orphan was shut down');
+    const rows = await withClient(db.url, (c) => c.query<{ name: string }>('SELECT name FROM orphaned'));
+    assert.deepEqual(rows.rows, [{ name: 'committed' }]);
+  });
+});
+
+void test('a kept data directory made by another PostgreSQL major version is refused with what to do, and left alone', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-embedded-old-'));
+  try {
+    const dataDir = path.join(dir, 'postgres');
+    fs.mkdirSync(dataDir);
+    fs.writeFileSync(path.join(dataDir, 'PG_VERSION'), '15\n');
+    await assert.rejects(startPostgres({ dataDir, log: () => undefined }), /holds a PostgreSQL 15 cluster.*Move it away/s);
+    assert.deepEqual(fs.readdirSync(dataDir), ['PG_VERSION']);
   } finally {
-    child.kill('SIGKILL');
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+void test('a server does not outlive the process that started it, even one that exits without stopping it', async () => {
+  const code = `require('./scripts/lib/postgres.ts').startPostgres({ log: () => {} }).then((s) => { console.log(JSON.stringify({ pid: s.pid, dataDir: s.dataDir })); process.exit(0); });`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await exitOf(child);
+  const { pid, dataDir } = JSON.parse(out) as { pid: number; dataDir: string };
+  const deadline = Date.now() + 30_000;
+  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(pidAlive(pid), false, 'the postmaster did not outlive the process that started it');
+  fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
 });
