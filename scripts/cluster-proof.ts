@@ -245,7 +245,7 @@ async function bulkRetry(c: Cluster, aws: string, o: Options, orgId: string, dea
   }
 }
 
-type Unconfirmed = { remittanceId: string; remittanceHour: string; key: { billingAccountId: string } };
+type Unconfirmed = { id: string; remittanceHour: string; key: { billingAccountId: string } };
 
 /**
  * The runbook's step for `marketplace_unconfirmed` (docs/operations.md): an Unconfirmed hour whose
@@ -258,18 +258,18 @@ type Unconfirmed = { remittanceId: string; remittanceHour: string; key: { billin
 async function resetUnconfirmedNotAtMarketplace(c: Cluster, orgId: string, accepted: Set<string>, done: Set<string>): Promise<number> {
   const auth = { authorization: `Bearer ${c.tokens.operator}`, 'content-type': 'application/json' };
   const page = await json(`${c.apis[0]}/v1/remittances?orgId=${orgId}&status=Unconfirmed&limit=1000`, { headers: auth });
-  const missing = (page.items as Unconfirmed[]).filter((u) => !accepted.has(u.key.billingAccountId) && !done.has(u.remittanceId));
+  const missing = (page.items as Unconfirmed[]).filter((u) => !accepted.has(u.key.billingAccountId) && !done.has(u.id));
   const byHour = new Map<string, Unconfirmed[]>();
   for (const u of missing) byHour.set(u.remittanceHour, [...(byHour.get(u.remittanceHour) ?? []), u]);
   let n = 0;
   for (const [hour, us] of byHour) {
     const body = { productTag: PRODUCT, start: hour, end: new Date(Date.parse(hour) + 1).toISOString(), billingAccountIds: us.map((u) => u.key.billingAccountId), dryRun: true };
     const preview = await json(`${c.apis[0]}/v1/remittances/reset`, { method: 'POST', headers: auth, body: JSON.stringify(body) });
-    const ids = new Set(us.map((u) => u.remittanceId));
+    const ids = new Set(us.map((u) => u.id));
     const changes = preview.changes as Array<{ remittanceId: string }>;
     if (changes.length === 0 || !changes.every((ch) => ids.has(ch.remittanceId))) throw new Error(`the reset preview for ${hour} names other remittances than the unconfirmed ones: ${JSON.stringify(changes).slice(0, 500)}`);
     await json(`${c.apis[0]}/v1/remittances/reset`, { method: 'POST', headers: auth, body: JSON.stringify({ ...body, dryRun: false }) });
-    for (const u of us) done.add(u.remittanceId);
+    for (const u of us) done.add(u.id);
     n += us.length;
     log(`runbook (marketplace_unconfirmed): reset ${us.length} unconfirmed remittance(s) of ${hour} the marketplace does not hold; the next close bills them`);
   }
@@ -341,15 +341,22 @@ async function prove(c: Cluster, o: Options, started: number): Promise<void> {
   // Done when the marketplace holds one record per key and nothing of the org is in flight or
   // failed. Once nothing moves, Unconfirmed hours the marketplace does not hold get the runbook.
   const resetDone = new Set<string>();
-  const summary = await until(`all ${o.keys} keys to be billed`, 15 * 60_000, async () => {
-    const billed = new Set((await records()).map((r) => r.customer));
-    const s = await json(`${c.apis[1] ?? c.apis[0]}/v1/remittances/summary?orgId=${orgId}`, { headers: { authorization: `Bearer ${c.tokens.operator}` } });
-    const totals = s.totals as Record<string, { remittances: number }>;
-    if (['Pending', 'Sending', 'Failed'].some((st) => totals[st]?.remittances)) return undefined;
-    if (billed.size >= o.keys) return totals;
-    if (totals.Unconfirmed?.remittances) await resetUnconfirmedNotAtMarketplace(c, orgId, billed, resetDone);
-    return undefined;
-  });
+  const deadline = Date.now() + 15 * 60_000;
+  let summary: Record<string, { remittances: number }>;
+  for (;;) {
+    const state = await until(`all ${o.keys} keys to be billed`, Math.max(1, deadline - Date.now()), async () => {
+      const billed = new Set((await records()).map((r) => r.customer));
+      const s = await json(`${c.apis[1] ?? c.apis[0]}/v1/remittances/summary?orgId=${orgId}`, { headers: { authorization: `Bearer ${c.tokens.operator}` } });
+      const totals = s.totals as Record<string, { remittances: number }>;
+      if (['Pending', 'Sending', 'Failed'].some((st) => totals[st]?.remittances)) return undefined;
+      if (billed.size >= o.keys) return { done: true, totals, billed };
+      return totals.Unconfirmed?.remittances ? { done: false, totals, billed } : undefined;
+    });
+    summary = state.totals;
+    if (state.done) break;
+    // Outside `until`: a reset that goes wrong stops the proof at once.
+    if ((await resetUnconfirmedNotAtMarketplace(c, orgId, state.billed, resetDone)) === 0) await sleep(2000);
+  }
   const accepted = await records();
   const perCustomer = new Map<string, number>();
   for (const r of accepted) perCustomer.set(r.customer, (perCustomer.get(r.customer) ?? 0) + 1);
