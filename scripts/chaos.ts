@@ -1291,6 +1291,13 @@ async function main(): Promise<number> {
       setTimeout(() => void cleanup().then(() => process.exit(130)), 5_000).unref();
     });
   }
+  // The product runs in this process too (the stack's API and worker): an error it leaves
+  // unhandled is a finding, and must not leave the cluster, PostgreSQL and children running.
+  process.once('uncaughtException', (err) => {
+    log(`FAILED: an uncaught error in the soak's process (product code runs here): ${err.stack ?? String(err)}`);
+    process.stdout.write(`${JSON.stringify({ ok: false, error: `uncaught: ${err.message}` })}\n`);
+    void cleanup().finally(() => process.exit(1));
+  });
   try {
     infra = await startInfra(opts);
     const { violations, summary } = await soak(opts, infra, (s) => (stack = s), () => interrupted);
