@@ -20,6 +20,12 @@ export function openDatabase(url: string, opts: { max?: number; applicationName?
   const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, application_name: opts.applicationName ?? 'remit' });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', () => undefined);
+  // Nor one lent out: pg-pool takes its own listener off a client while it is checked out, and a
+  // connection dropped between two statements of a transaction (a restart, a failover) then
+  // emitted an unhandled 'error' and killed the API or worker (found by `npm run chaos --
+  // --cluster`). With this the next statement fails, the transaction rolls back as for any
+  // error, and the pool discards the client on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = drizzle(pool, { schema });
   return { pool, db, close: () => pool.end() };
 }

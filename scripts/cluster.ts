@@ -8,11 +8,12 @@
 //   npm run cluster                   as above
 //   npm run cluster -- --tls          the frontend requires mutual TLS (local CA); remit connects with it
 //   npm run cluster -- --workers 3 --apis 2 --shards 8
+//   npm run cluster -- --no-ui         without the Temporal Web UI
 //
 // What it runs and where is written to .remit/cluster/local-stack.json (0600: it holds tokens);
 // the CLI reads it with `REMIT_STACK_FILE=.remit/cluster/local-stack.json remit ...`. The
-// Temporal Web UI is not part of it (the CLI's UI serves only its own dev server): see
-// docs/deploy.md. The configuration is ops/temporal/config.yaml, the one an operator adapts.
+// Temporal Web UI is the standalone UI server (the CLI's UI serves only its own dev server),
+// built into .tools/ on first use (scripts/lib/temporal-ui.ts); `--no-ui` leaves it out. The configuration is ops/temporal/config.yaml, the one an operator adapts.
 
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,11 +30,12 @@ async function main() {
       workers: { type: 'string', default: '2' },
       apis: { type: 'string', default: '2' },
       shards: { type: 'string', default: '4' },
+      'no-ui': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    say('usage: npm run cluster [-- --tls] [--workers N] [--apis N] [--shards N]   (see scripts/cluster.ts)');
+    say('usage: npm run cluster [-- --tls] [--workers N] [--apis N] [--shards N] [--no-ui]   (see scripts/cluster.ts)');
     return;
   }
   const int = (name: string, v: string) => {
@@ -54,7 +56,7 @@ async function main() {
   };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop(0));
   try {
-    cluster = await startCluster({ stateDir, tls: values.tls, workers: int('workers', values.workers), apis: int('apis', values.apis), numHistoryShards: int('shards', values.shards), log: say });
+    cluster = await startCluster({ stateDir, tls: values.tls, workers: int('workers', values.workers), apis: int('apis', values.apis), numHistoryShards: int('shards', values.shards), ui: !values['no-ui'], log: say });
   } catch (err) {
     say(`\nThe cluster could not start: ${(err as Error).message}`);
     await stop(1);
@@ -66,6 +68,7 @@ remit is running on the Temporal server (one "hour" = ${c.serviceEnv.REMIT_HOUR_
 
   APIs            ${c.apis.join('  ')}
   Temporal        ${describeTemporal(c.temporal)}
+  Temporal Web UI ${c.webUi ?? '(not running: see above)'}
   PostgreSQL      ${c.databaseUrl} (Temporal's databases: temporal, temporal_visibility)
   AWS emulator    ${c.emulators.aws?.url ?? '(real endpoint)'}
   ingest token    ${c.tokens.ingest}

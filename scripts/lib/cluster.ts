@@ -12,6 +12,7 @@ import { startPostgres, type PostgresServer } from './postgres';
 import { freePort, type Log } from './proc';
 import { httpReady, pickPort, ROOT, startEmulators, tokens, TSX, type Emulators } from './services';
 import { Supervisor } from './supervisor';
+import { ensureTemporalUi, temporalUiCommand } from './temporal-ui';
 import { applyTemporalSchema, ensureTemporalServer, frontendAnswers, makeTemporalCerts, prepareNamespace, temporalServerCommand } from './temporal-server';
 
 export interface ClusterOptions {
@@ -25,6 +26,13 @@ export interface ClusterOptions {
   namespace?: string;
   /** Throwaway PostgreSQL (tuned for speed, removed at stop) instead of one kept under stateDir. */
   ephemeral?: boolean;
+  /**
+   * False: only PostgreSQL and the Temporal server (no emulators, workers or APIs), for a harness
+   * that runs remit itself (`npm run chaos -- --cluster`). Default true.
+   */
+  remit?: boolean;
+  /** The Temporal Web UI (scripts/lib/temporal-ui.ts, built into .tools/ when missing). Default false. */
+  ui?: boolean;
   log: Log;
 }
 
@@ -39,6 +47,10 @@ export interface Cluster {
   supervisor: Supervisor;
   postgres: PostgresServer;
   stackFile: string;
+  /** The Temporal Web UI's URL, when it runs. */
+  webUi?: string;
+  /** Each worker's SDK metrics endpoint (worker-1 first). */
+  workerMetrics: string[];
   /** Supervised process ids by name (temporal-server, worker-1, api-1, ...). */
   pids(): Record<string, number | undefined>;
   stop(): Promise<void>;
@@ -56,6 +68,26 @@ async function ensureDatabase(adminUrl: string, name: string): Promise<string> {
   const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   return u.toString();
+}
+
+/**
+ * The Web UI against the cluster's frontend, or undefined (with the reason said) when it cannot
+ * be built here: the cluster runs without it rather than not at all.
+ */
+async function startWebUi(sup: Supervisor, stateDir: string, temporal: TemporalConnectionSettings, say: Log): Promise<string | undefined> {
+  let binary: string;
+  try {
+    binary = await ensureTemporalUi(say);
+  } catch (err) {
+    say(`Temporal Web UI left out: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+  const port = await pickPort(8233);
+  const url = `http://127.0.0.1:${port}`;
+  const cmd = temporalUiCommand({ binary, dir: path.join(stateDir, 'temporal-ui'), temporal, port });
+  say(`Starting the Temporal Web UI on ${url} ...`);
+  await sup.start({ name: 'temporal-ui', command: cmd.command, args: cmd.args, cwd: ROOT, ready: () => httpReady(`${url}/healthz`) });
+  return url;
 }
 
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
@@ -96,22 +128,24 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     say(`Starting the Temporal server (${binaries.server}, ${o.numHistoryShards ?? 4} history shards, PostgreSQL ${db.host}:${db.port}) on 127.0.0.1:${port}${o.tls ? ' with mutual TLS' : ''} ...`);
     await sup.start({ name: 'temporal-server', command: cmd.command, args: cmd.args, env: cmd.env, cwd: ROOT, ready: () => frontendAnswers(temporal) });
     await prepareNamespace(temporal, { log: say });
+    const webUi = o.ui ? await startWebUi(sup, o.stateDir, temporal, say) : undefined;
 
     // Emulators, then the remit processes
+    const remit = o.remit ?? true;
     const hourSeconds = o.hourSeconds ?? process.env.REMIT_HOUR_SECONDS ?? '3600';
     const serviceEnv: NodeJS.ProcessEnv = { REMIT_HOUR_SECONDS: hourSeconds };
-    const emulators = await startEmulators(sup, o.stateDir, serviceEnv, say);
+    const emulators = remit ? await startEmulators(sup, o.stateDir, serviceEnv, say) : {};
     const t = tokens(o.stateDir);
     Object.assign(serviceEnv, temporalEnv, { DATABASE_URL: databaseUrl, REMIT_INGEST_TOKEN: t.ingest, REMIT_OPERATOR_TOKEN: t.operator });
     const workerMetrics: string[] = [];
-    for (let i = 1; i <= (o.workers ?? 2); i++) {
+    for (let i = 1; remit && i <= (o.workers ?? 2); i++) {
       const mport = await freePort();
       say(`Starting remit worker-${i} (SDK metrics on http://127.0.0.1:${mport}/metrics) ...`);
       await sup.start({ name: `worker-${i}`, command: process.execPath, args: [...TSX, path.join(ROOT, 'workers', 'main.ts')], env: { ...serviceEnv, REMIT_WORKER_METRICS_PORT: String(mport) } });
       workerMetrics.push(`http://127.0.0.1:${mport}/metrics`);
     }
     const apis: string[] = [];
-    for (let i = 1; i <= (o.apis ?? 2); i++) {
+    for (let i = 1; remit && i <= (o.apis ?? 2); i++) {
       const aport = await pickPort(8080 + i - 1);
       const url = `http://127.0.0.1:${aport}`;
       say(`Starting remit api-${i} on ${url} ...`);
@@ -121,7 +155,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     Object.assign(state, {
       api: apis[0],
       apis,
-      temporal: { address: temporal.address, namespace, webUi: null, metrics: `http://127.0.0.1:${metricsPort}/metrics`, tls: temporal.tls ?? null },
+      temporal: { address: temporal.address, namespace, webUi: webUi ?? null, metrics: `http://127.0.0.1:${metricsPort}/metrics`, tls: temporal.tls ?? null },
       database: databaseUrl,
       emulators,
       tokens: t,
@@ -131,7 +165,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       pids: sup.pids(),
     });
     writeFileSync(stackFile, JSON.stringify(state, null, 2), { mode: 0o600 });
-    return { apis, temporal, serviceEnv, databaseUrl, emulators, tokens: t, supervisor: sup, postgres, stackFile, pids: () => sup.pids(), stop };
+    return { apis, temporal, serviceEnv, databaseUrl, emulators, tokens: t, supervisor: sup, postgres, stackFile, webUi, workerMetrics, pids: () => sup.pids(), stop };
   } catch (err) {
     await stop();
     throw err;

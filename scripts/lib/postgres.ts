@@ -241,6 +241,11 @@ export interface PostgresServer {
   exited: Promise<void>;
   /** Fast shutdown (clients disconnected, a checkpoint written); removes the data if temporary. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same port and data (chaos: every connection of
+   * every process breaks): `fast` as a planned restart, `immediate` as a crash.
+   */
+  restart(mode: 'fast' | 'immediate'): Promise<void>;
 }
 
 function conf(settings: Record<string, string | number>): string {
@@ -302,30 +307,38 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       // Port and socket directory are given per start: a kept data directory may be started on
       // a different free port next time.
       const args = ['-D', dataDir, '-c', `port=${port}`, '-c', `unix_socket_directories=${sockDir}`];
-      const out = opts.serverOutput === 'inherit' ? 'inherit' : fs.openSync(logFile, 'a');
-      const child = spawnAs(who, bins.postgres, args, out);
-      if (typeof out === 'number') fs.closeSync(out);
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      // If this process ends without stop() (a crash, process.exit), the server must not outlive
-      // it: SIGQUIT is PostgreSQL's immediate shutdown, which also ends its backends.
-      const orphaned = () => child.kill('SIGQUIT');
-      process.once('exit', orphaned);
-      void exited.then(() => process.off('exit', orphaned));
+      const launch = () => {
+        const out = opts.serverOutput === 'inherit' ? 'inherit' : fs.openSync(logFile, 'a');
+        const child = spawnAs(who, bins.postgres, args, out);
+        if (typeof out === 'number') fs.closeSync(out);
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        // If this process ends without stop() (a crash, process.exit), the server must not outlive
+        // it: SIGQUIT is PostgreSQL's immediate shutdown, which also ends its backends.
+        const orphaned = () => child.kill('SIGQUIT');
+        process.once('exit', orphaned);
+        void exited.then(() => process.off('exit', orphaned));
+        return { child, exited };
+      };
+      let current = launch();
       const serverLog = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-20).join('\n') : '(in this process output)');
+      const halt = async (signal: NodeJS.Signals) => {
+        const { child, exited } = current;
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill(signal);
+          const killed = setTimeout(() => child.kill('SIGKILL'), 30_000);
+          await exited;
+          clearTimeout(killed);
+        }
+      };
       let stopping: Promise<void> | undefined;
       const stop = () =>
         (stopping ??= (async () => {
-          if (child.exitCode === null && child.signalCode === null) {
-            child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
-            const killed = setTimeout(() => child.kill('SIGKILL'), 30_000);
-            await exited;
-            clearTimeout(killed);
-          }
+          await halt('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
           cleanup();
         })());
       const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
       try {
-        await waitForQueries(url, child);
+        await waitForQueries(url, current.child);
       } catch (err) {
         const log = serverLog();
         await stop().catch(() => undefined);
@@ -334,8 +347,24 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         throw lastErr;
       }
       if (!temporary) fs.writeFileSync(ownerFile(dataDir), `${process.pid}\n`);
-      log(`PostgreSQL: ${url} (pid ${child.pid}, ${temporary ? 'temporary' : 'kept'} data in ${dataDir}, ready in ${Date.now() - started} ms)`);
-      return { url, port, pid: child.pid!, dataDir, exited, stop };
+      log(`PostgreSQL: ${url} (pid ${current.child.pid}, ${temporary ? 'temporary' : 'kept'} data in ${dataDir}, ready in ${Date.now() - started} ms)`);
+      const server: PostgresServer = {
+        url,
+        port,
+        pid: current.child.pid!,
+        dataDir,
+        exited: current.exited,
+        stop,
+        async restart(mode) {
+          // SIGINT: fast shutdown (a planned restart); SIGQUIT: immediate, recovery at the next start (a crash).
+          await halt(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+          current = launch();
+          await waitForQueries(url, current.child);
+          server.pid = current.child.pid!;
+          server.exited = current.exited;
+        },
+      };
+      return server;
     }
     throw lastErr ?? new Error('PostgreSQL did not start');
   } catch (err) {

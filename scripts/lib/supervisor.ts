@@ -19,6 +19,8 @@ interface Running {
   spec: ServiceSpec;
   child: ChildProcess;
   restarts: number;
+  /** When the current process was started. */
+  since: number;
   stopping: boolean;
   log: WriteStream;
 }
@@ -45,7 +47,7 @@ export class Supervisor {
 
   async start(spec: ServiceSpec): Promise<void> {
     const log = createWriteStream(this.logFile(spec.name), { flags: 'a' });
-    const running: Running = { spec, child: this.spawn(spec, log), restarts: 0, stopping: false, log };
+    const running: Running = { spec, child: this.spawn(spec, log), restarts: 0, since: Date.now(), stopping: false, log };
     this.services.set(spec.name, running);
     this.watch(running);
     await this.waitReady(running);
@@ -81,12 +83,16 @@ export class Supervisor {
   private watch(r: Running): void {
     r.child.once('exit', (code, signal) => {
       if (this.stopping || r.stopping) return;
+      // A part that ran a while before dying is restarted as fast as the first time: the delay
+      // grows only for a part that keeps dying at once (a crash loop), not over a long life.
+      if (Date.now() - r.since > 60_000) r.restarts = 0;
       r.restarts += 1;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(r.restarts - 1, 6));
       this.say(`! ${r.spec.name} (pid ${r.child.pid}) died unexpectedly (${signal ?? `exit ${code}`}); restarting in ${delay} ms (restart #${r.restarts}); log: ${this.logFile(r.spec.name)}`);
       setTimeout(() => {
         if (this.stopping) return;
         r.child = this.spawn(r.spec, r.log);
+        r.since = Date.now();
         this.watch(r);
         this.waitReady(r)
           .then(() => {
@@ -97,6 +103,31 @@ export class Supervisor {
         this.onChange();
       }, delay).unref();
     });
+  }
+
+  /**
+   * Sends `signal` to a running service (a chaos fault, a proof's restart) and resolves once the
+   * supervisor has it running again and ready.
+   */
+  async bounce(name: string, signal: NodeJS.Signals, timeoutMs = 180_000): Promise<{ pid: number; newPid: number; ms: number }> {
+    const r = this.services.get(name);
+    const pid = r?.child.pid;
+    if (!r || pid === undefined) throw new Error(`no running service ${name}`);
+    const started = Date.now();
+    r.child.kill(signal);
+    for (;;) {
+      const c = r.child;
+      if (c.pid !== pid && c.exitCode === null && c.signalCode === null) {
+        try {
+          await r.spec.ready?.();
+          return { pid, newPid: c.pid!, ms: Date.now() - started };
+        } catch {
+          // not ready yet
+        }
+      }
+      if (Date.now() - started > timeoutMs) throw new Error(`${name} was not back ${timeoutMs} ms after ${signal}; see ${this.logFile(name)}`);
+      await new Promise((res) => setTimeout(res, 300));
+    }
   }
 
   /** Stop every service, last started first: SIGTERM, then SIGKILL after a grace period. */
