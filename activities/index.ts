@@ -73,12 +73,22 @@ function toResult(row: RecordRow): SendResult {
   return { status: row.status, quantity: row.quantity, receiptId: row.receiptId, errorCode: row.errorCode, reason: row.reason, attempts: row.attempts };
 }
 
-function unconfirmed(last: string): Outcome {
+/**
+ * A send that may have reached the marketplace and cannot be confirmed: either the acceptance
+ * deadline came first (`deadline`), or the confirming re-send was refused (`refused`: after a lost
+ * answer or a worker that died mid-call, a refusal does not prove the first send was not recorded,
+ * e.g. a customer who unsubscribed in between).
+ */
+function unconfirmed(last: string, why: 'deadline' | 'refused'): Outcome {
+  const what =
+    why === 'deadline'
+      ? `The record was sent but the marketplace's answer was lost, and it could not be confirmed before its window closed (last: ${last}). `
+      : `An earlier attempt may have reached the marketplace (its answer was lost, or the worker stopped mid-call), and the re-send that would confirm it was refused (${last}): the refusal does not show whether the first send was recorded. `;
   return {
     status: 'Unconfirmed',
     errorCode: 'marketplace_unconfirmed',
     reason:
-      `The record was sent but the marketplace's answer was lost, and it could not be confirmed before its window closed (last: ${last}). ` +
+      what +
       'It counts as remitted, so it is never billed twice. Check the marketplace report for this customer, dimension and hour: ' +
       'if the record is not there, reset this hour (POST /v1/remittances/reset) and it is billed in the current hour.',
   };
@@ -114,7 +124,7 @@ export function createActivities(deps: ActivityDeps) {
         // recorded (a customer can unsubscribe in between). Only Azure's expiry, which its client
         // believes only after reading the usage back, is definite.
         const definite = !row.inDoubt || (row.customer.marketplace === 'azure' && outcome.code === 'marketplace_window_expired');
-        if (!definite) return toResult((await markOutcome(database, row.id, unconfirmed(`${outcome.code}: ${outcome.reason}`)))!);
+        if (!definite) return toResult((await markOutcome(database, row.id, unconfirmed(`${outcome.code}: ${outcome.reason}`, 'refused')))!);
         const status = outcome.code === 'marketplace_window_expired' ? 'Expired' : 'Failed';
         return toResult((await markOutcome(database, row.id, { status, errorCode: outcome.code, reason: outcome.reason }))!);
       }
@@ -207,7 +217,7 @@ export function createActivities(deps: ActivityDeps) {
         const outcome = await deps.marketplaces.resolve(toUsageRecord(before));
         const settled = await settle({ ...before, inDoubt: true }, outcome);
         if (settled) return settled;
-        return toResult((await markOutcome(database, before.id, unconfirmed(before.lastError ?? a.reason)))!);
+        return toResult((await markOutcome(database, before.id, unconfirmed(before.lastError ?? a.reason, 'deadline')))!);
       }
       const reason = before.lastError ? `${a.reason} Last error: ${before.lastError}` : a.reason;
       return toResult((await markOutcome(database, a.recordId, { status: 'Expired', errorCode: 'marketplace_window_expired', reason }))!);
