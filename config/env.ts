@@ -5,6 +5,7 @@ import { PRODUCTION_HOUR_MS } from '../domain/time';
 import { DEFAULT_MAX_USAGE_AGE_DAYS } from '../domain/tally';
 import { DEFAULT_PARK_AFTER_REJECTIONS } from '../domain/parking';
 import { temporalConnectionFromEnv, type TemporalConnectionSettings } from './temporal';
+import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 
 export interface TimeConfig {
   /** Length of one "hour" in ms (REMIT_HOUR_SECONDS x 1000). Scales every window below. */
@@ -100,7 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
     temporalAddress: temporal.address,
     temporalNamespace: temporal.namespace,
     temporal,
-    taskQueue: env.REMIT_TASK_QUEUE || 'remittance-v1',
+    taskQueue: env.REMIT_TASK_QUEUE || DEFAULT_TASK_QUEUE,
     apiPort: num(env, 'REMIT_API_PORT', 8080, { min: 0, integer: true }),
     apiHost: env.REMIT_API_HOST || '127.0.0.1',
     ingestToken: env.REMIT_INGEST_TOKEN || undefined,

@@ -7,8 +7,7 @@ import { lookupMetric, type Catalog } from './catalog';
 import type { Contract } from './contracts';
 import { Decimal } from './decimal';
 import type { RemittanceKey } from './key';
-import { recordTargetOf } from './record';
-import type { MarketplaceCustomer } from '../marketplaces/types';
+import { recordTargetOf, type MarketplaceCustomer } from './record';
 import type { RemittanceStatus } from '../workflows/definitions';
 
 export interface PeriodInput {

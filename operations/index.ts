@@ -14,7 +14,7 @@ import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
 import { hourStart } from '../domain/time';
-import { retrySignal } from '../workflows/definitions';
+import { signalRetryIfRunning } from '../workflows/client';
 
 export interface OperationDeps {
   database: Database;
@@ -204,25 +204,13 @@ export async function retryRemittances(d: OperationDeps, r: OperationRequest): P
     await resumeKeys(d.database.pool, uniqueKeys(changes.map((c) => c.key)).map(keyString)); // before the recomputations below
     for (const x of rows) {
       const id = x.recordId ? x.workflowId : null;
-      const signalled = id && (started.has(id) || (d.temporal && (await signalIfWaiting(d.temporal.client, id, r.actor))));
+      const signalled = id && (started.has(id) || (d.temporal && (await signalRetryIfRunning(d.temporal.client, id, { actor: r.actor, reason: 'retry requested through the API' }))));
       if (signalled) started.add(id);
       else rest.push(keyOf(x));
     }
     await markKeysOwing(d.database.pool, uniqueKeys(rest).map(keyString));
   }
   return finish(d, 'retry', r, changes, [...started], uniqueKeys(rest).length);
-}
-
-async function signalIfWaiting(client: Client, workflowId: string, actor: string): Promise<boolean> {
-  try {
-    const h = client.workflow.getHandle(workflowId);
-    const desc = await h.describe();
-    if (desc.status.name !== 'RUNNING') return false;
-    await h.signal(retrySignal, { actor, reason: 'retry requested through the API' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[], owing: number): Promise<OperationResult> {

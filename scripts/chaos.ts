@@ -47,7 +47,7 @@ import { temporal } from '@temporalio/proto';
 import { monthOf, monthStartMs, previousMonth } from '../domain/time';
 import type { FaultKind } from './emulators/faults';
 import { SA } from '../workflows/definitions';
-import { sweepScheduleId } from '../workers/worker';
+import { sweepScheduleId } from '../workflows/definitions';
 import { startTestStack, type TestStack } from './lib/stack-harness';
 import { startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
