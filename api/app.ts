@@ -18,7 +18,7 @@ import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
 import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps, type OperationLimits } from '../operations';
 import { remittancesCsvHeader, remittancesCsvRows } from '../lib/remittance-csv';
-import { REMITTANCE_STATUSES } from '../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../domain/lifecycle';
 import { openApiDocument } from './openapi';
 
 export interface ApiDeps {

@@ -20,7 +20,7 @@ import { keyString, parseKeyString, type Marketplace, type RemittanceKey } from 
 import { recordIdentity } from '../domain/record';
 import { recordWorkflowId, unsentWorkflowId } from '../workflows/definitions';
 import { monthOf, nextMonthStartMs, previousMonth } from '../domain/time';
-import type { RemittanceStatus } from '../workflows/definitions';
+import type { RemittanceStatus } from '../domain/lifecycle';
 import type { MarketplaceCustomer } from '../domain/record';
 import { decideRemittance, type PeriodDecision, type RecordDecision } from '../domain/remittance';
 import { MAX_BILL } from '../domain/billing';

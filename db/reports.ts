@@ -3,6 +3,12 @@
 import type { Database } from './client';
 import { ROW_COLUMNS, ROW_FROM, type RemittanceRow } from './ledger';
 import { parkedJson } from './parking';
+import { COUNTS_AS_REMITTED, STATUS_GROUPS, type RemittanceStatus } from '../domain/lifecycle';
+
+/** A status set of domain/lifecycle.ts as an SQL list, `('Failed','Expired')`: the sets are constants of the vocabulary, never input. */
+export function sqlStatuses(statuses: readonly RemittanceStatus[]): string {
+  return `(${statuses.map((s) => `'${s}'`).join(',')})`;
+}
 
 export interface RemittanceFilter {
   orgId?: string;
@@ -45,7 +51,7 @@ function where(f: RemittanceFilter, params: unknown[]): string {
 }
 
 export interface RemittanceItem extends RemittanceRow {
-  /** For a failed / expired / voided / waiting amount: the later remittance that billed it. */
+  /** For an amount a later hour bills (failed, expired, voided, waiting for a contract): the later remittance that counts it. */
   rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
   /** The key is parked (db/parking.ts): nothing is sent for it until an operator retry or a contract change. */
   keyParked: { since: string; reason: string; errorCode: string | null } | null;
@@ -65,10 +71,10 @@ export async function listRemittances(database: Database, f: RemittanceFilter, p
     `SELECT ${ROW_COLUMNS},
        COALESCE((SELECT json_agg(json_build_object('period', p.period, 'bill', p.bill, 'claim', p.claim, 'mtd', p.mtd, 'coverage', p.coverage, 'gratis', p.gratis) ORDER BY p.period)
                  FROM remittance_parts p WHERE p.remittance_id = r.id), '[]') AS periods,
-       CASE WHEN r.status IN ('Failed','Expired','Voided','WaitingForContract') THEN
+       CASE WHEN r.status IN ${sqlStatuses(STATUS_GROUPS.billedLater)} THEN
          (SELECT json_build_object('remittanceId', l.id, 'remittanceHour', l.remittance_hour, 'status', l.status)
           FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0
-            AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
+            AND l.status IN ${sqlStatuses(COUNTS_AS_REMITTED)} ORDER BY l.remittance_hour LIMIT 1)
        END AS "rebilledBy",
        ${parkedJson('r.key')} AS "keyParked"
      FROM ${ROW_FROM} WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,

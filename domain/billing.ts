@@ -18,28 +18,13 @@ import { Decimal } from './decimal';
 import type { CatalogMetric } from './catalog';
 import { activeContracts, coverageFor, isGratis, licenseOf, selectLicenseContract, selectTargetContract, type Contract } from './contracts';
 import type { Marketplace } from './key';
+import { NOT_REMITTED, type RemittanceStatus } from './lifecycle';
 import { monthOf } from './time';
-
-/**
- * What a remittance can be in the ledger. Only failed, expired and voided stop counting as
- * remitted (billing.md, E8): their amount is billed again by the next computation. Everything
- * else counts, including `unknown` (a send whose outcome we could not learn): counting it risks
- * billing late, which the audit can see and an operator can fix by voiding; not counting it risks
- * billing twice, which a marketplace cannot undo.
- */
-export const LEDGER_STATUSES = ['pending', 'sending', 'succeeded', 'gratis', 'failed', 'expired', 'voided', 'unknown'] as const;
-export type LedgerStatus = (typeof LEDGER_STATUSES)[number];
-
-export const NOT_REMITTED_STATUSES: readonly LedgerStatus[] = ['failed', 'expired', 'voided'];
-const NOT_REMITTED = new Set<string>(NOT_REMITTED_STATUSES);
 
 /** An earlier remittance of the same key and period. */
 export interface EarlierRemittance {
-  /**
-   * A LedgerStatus, or the same word in another case (`Failed`, as the RemittanceStatus search
-   * attribute spells it): compared case-insensitively.
-   */
-  status: LedgerStatus | string;
+  /** Only Failed, Expired and Voided stop counting as remitted (domain/lifecycle.ts, NOT_REMITTED). */
+  status: RemittanceStatus;
   /** Whole billing units it billed (a JSON number, or a NUMERIC string). */
   bill: number | string;
   /**
@@ -53,11 +38,10 @@ export interface EarlierRemittance {
 }
 
 export function countsAsRemitted(e: Pick<EarlierRemittance, 'status' | 'gratis'>): boolean {
-  const status = e.status.toLowerCase();
   // A gratis part counts whatever happens to the record it travels with (failed, expired), but
   // an operator's void un-counts it like anything else, so a reset re-evaluates the month.
-  if (e.gratis === true) return status !== 'voided';
-  return !NOT_REMITTED.has(status);
+  if (e.gratis === true) return e.status !== 'Voided';
+  return !NOT_REMITTED.includes(e.status);
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Contract } from './contracts';
 import { Decimal } from './decimal';
 import type { RemittanceKey } from './key';
 import { recordTargetOf, type MarketplaceCustomer } from './record';
-import type { RemittanceStatus } from '../workflows/definitions';
+import type { RemittanceStatus } from './lifecycle';
 
 export interface PeriodInput {
   period: string;

@@ -8,7 +8,7 @@
 
 import type { Database } from '../db/client';
 import { MARKETPLACES } from '../domain/key';
-import { REMITTANCE_STATUSES } from '../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../domain/lifecycle';
 import { NOT_PARKED, countParkedKeys } from '../db/parking';
 
 type Labels = Record<string, string>;

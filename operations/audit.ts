@@ -10,6 +10,7 @@ import type { Database } from '../db/client';
 import { previewRemittance, type TimeSettings } from '../db/ledger';
 import type { Catalog } from '../domain/catalog';
 import { parseKeyString } from '../domain/key';
+import { NEEDS_REASON, STATUS_GROUPS, type RemittanceStatus } from '../domain/lifecycle';
 import { hourStart } from '../domain/time';
 
 /** One record a marketplace says it accepted. */
@@ -43,7 +44,7 @@ interface LedgerRecord {
   id: string;
   marketplace: string;
   remittance_hour: Date;
-  status: string;
+  status: RemittanceStatus;
   quantity: number;
   receipt_id: string | null;
   dimension: string;
@@ -55,7 +56,7 @@ interface LedgerRow {
   key: string;
   billing_provider: string;
   remittance_hour: Date;
-  status: string;
+  status: RemittanceStatus;
   bill: number;
   reason: string | null;
   error_code: string | null;
@@ -85,7 +86,7 @@ export async function auditLedger(d: {
 
   // 3. Nothing hidden.
   for (const r of rows) {
-    if (['Failed', 'Expired', 'Voided', 'WaitingForContract', 'Unconfirmed'].includes(r.status) && !r.reason) {
+    if (NEEDS_REASON.includes(r.status) && !r.reason) {
       violations.push({ invariant: 'nothing-hidden', message: `${r.status} remittance without a reason`, remittanceId: r.id, key: r.key });
     }
     if (r.status === 'Failed' && !r.error_code) violations.push({ invariant: 'nothing-hidden', message: 'failed remittance without an error code', remittanceId: r.id, key: r.key });
@@ -98,7 +99,7 @@ export async function auditLedger(d: {
   // 1. Nothing lost: nothing in flight, and recomputing every key now bills nothing.
   const keys = (await d.database.pool.query<{ key: string }>('SELECT key FROM remittance_keys ORDER BY key')).rows.map((r) => r.key);
   for (const r of rows) {
-    if (r.status === 'Pending' || r.status === 'Sending') violations.push({ invariant: 'nothing-lost', message: `remittance still ${r.status}: the system is not quiet`, remittanceId: r.id, key: r.key });
+    if ((STATUS_GROUPS.inFlight as readonly RemittanceStatus[]).includes(r.status)) violations.push({ invariant: 'nothing-lost', message: `remittance still ${r.status}: the system is not quiet`, remittanceId: r.id, key: r.key });
   }
   const hour = hourStart(nowMs, d.time.hourMs);
   for (const k of keys) {

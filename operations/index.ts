@@ -13,6 +13,7 @@ import { resumeKeys } from '../db/parking';
 import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
+import { RESETTABLE, RETRYABLE } from '../domain/lifecycle';
 import { hourStart } from '../domain/time';
 import { signalRetryIfRunning } from '../workflows/client';
 
@@ -113,7 +114,7 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   let status: string[] | undefined;
   if (opts.withStatus && b.status !== undefined) {
     const s = Array.isArray(b.status) ? b.status : [b.status];
-    if (!s.every((x) => x === 'Failed' || x === 'Expired')) errors.push({ field: 'status', message: 'status must be Failed or Expired (or a list of them)' });
+    if (!s.every((x) => (RETRYABLE as readonly unknown[]).includes(x))) errors.push({ field: 'status', message: `status must be ${RETRYABLE.join(' or ')} (or a list of them)` });
     else status = s as string[];
   }
   if (b.force !== undefined && typeof b.force !== 'boolean') errors.push({ field: 'force', message: 'force must be a boolean' });
@@ -130,8 +131,8 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   return { ok: true, value: { productTag, metric: typeof b.metric === 'string' ? b.metric : undefined, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, force, actor, claimedBy: opts.claimedBy } };
 }
 
-function filterOf(r: OperationRequest, status: string[]): RemittanceFilter {
-  return { productTag: r.productTag, metric: r.metric, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status };
+function filterOf(r: OperationRequest, status: readonly string[]): RemittanceFilter {
+  return { productTag: r.productTag, metric: r.metric, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status: [...status] };
 }
 
 async function selectAll(database: Database, f: RemittanceFilter): Promise<RemittanceItem[]> {
@@ -152,12 +153,12 @@ function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {
 }
 
 /**
- * Reset: void what was recorded as remitted in the range (Succeeded, Gratis, Unconfirmed), so it is billed
+ * Reset: void what was recorded as remitted in the range (RESETTABLE: Succeeded, Gratis, Unconfirmed), so it is billed
  * again in the current hour. Records still in flight (Pending, Sending) are never voided: their
  * send may still be accepted, and voiding them could bill twice.
  */
 export async function resetRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const rows = await selectAll(d.database, filterOf(r, ['Succeeded', 'Gratis', 'Unconfirmed']));
+  const rows = await selectAll(d.database, filterOf(r, RESETTABLE));
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'void' }));
   let owing = 0;
   if (!r.dryRun && rows.length) {

@@ -5,7 +5,8 @@
 // and a closed one is never redone by a start (operators use signals or the reset API).
 
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { SA, WORKFLOW_TYPE, retrySignal, type OperatorSignalInput, type RemittanceStatus } from './definitions';
+import type { RemittanceStatus } from '../domain/lifecycle';
+import { SA, WORKFLOW_TYPE, retrySignal, type OperatorSignalInput } from './definitions';
 import type { marketplaceRecordWorkflow, RecordWorkflowInput } from './remittance';
 
 export interface RecordStart {

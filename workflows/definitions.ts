@@ -1,11 +1,13 @@
 // remit's Temporal wiring, in one place: the task queue, workflow type names, workflow and
 // schedule ids, search attributes, signals and queries. Shared by workflows, the worker, the API,
-// the CLI and the scripts. No I/O here: workflow code imports it.
+// the CLI and the scripts. No I/O here: workflow code imports it. The statuses the
+// `RemittanceStatus` search attribute shows are the pure domain's (domain/lifecycle.ts).
 
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { MarketplaceCustomer } from '../domain/record';
 import type { RemittanceKey } from '../domain/key';
+import type { RemittanceStatus } from '../domain/lifecycle';
 import type * as workflows from './index';
 
 /** The task queue remit's workers poll unless REMIT_TASK_QUEUE names another. */
@@ -76,22 +78,6 @@ export const SEARCH_ATTRIBUTE_TYPE_NAMES: Partial<Record<SearchAttributeType, st
 
 /** `--search-attribute Name=Type` arguments for `temporal server start-dev`. */
 export const SEARCH_ATTRIBUTE_CLI_ARGS: string[] = Object.values(SA).flatMap((k) => ['--search-attribute', `${k.name}=${SEARCH_ATTRIBUTE_TYPE_NAMES[k.type]}`]);
-
-/** What a remittance can be, as shown in the `RemittanceStatus` search attribute. */
-export const REMITTANCE_STATUSES = [
-  'Pending',
-  'Sending',
-  'Succeeded',
-  'Failed',
-  'Expired',
-  'WaitingForContract',
-  'NothingDue',
-  'Gratis',
-  'Voided',
-  /** Sent, but the marketplace's answer never came back and its window closed: counted, flagged. */
-  'Unconfirmed',
-] as const;
-export type RemittanceStatus = (typeof REMITTANCE_STATUSES)[number];
 
 export interface OperatorSignalInput {
   /** Who asked (operator name, ticket); recorded in the audit trail. */

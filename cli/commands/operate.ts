@@ -7,6 +7,7 @@ import { API_OPTIONS, JSON_OPTION, bool, instant, list, listOf, required, str, U
 import { ApiClient } from '../api';
 import { plural, printJson, table } from '../format';
 import { apiSettings, loadStack } from '../stack';
+import { RETRYABLE } from '../../domain/lifecycle';
 
 type Action = 'reset' | 'recalculate' | 'retry';
 
@@ -136,7 +137,7 @@ function requestBody(action: Action, v: Values): RequestBody {
   const orgIds = list(v, 'orgs');
   const billingAccountIds = list(v, 'accounts');
   if ((orgIds === undefined) === (billingAccountIds === undefined)) throw new UsageError('give exactly one of --orgs and --accounts');
-  const status = action === 'retry' ? listOf(v, 'status', ['Failed', 'Expired'] as const) : undefined;
+  const status = action === 'retry' ? listOf(v, 'status', RETRYABLE) : undefined;
   return {
     productTag,
     start: start.toISOString(),

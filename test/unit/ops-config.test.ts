@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ERROR_CODES } from '../../marketplaces/types';
-import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../../domain/lifecycle';
 
 const root = path.resolve(__dirname, '..', '..');
 const read = (p: string) => fs.readFileSync(path.join(root, p), 'utf8');
