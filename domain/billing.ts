@@ -19,6 +19,7 @@ import type { CatalogMetric } from './catalog';
 import { activeContracts, coverageFor, isGratis, licenseOf, selectLicenseContract, selectTargetContract, type Contract } from './contracts';
 import type { Marketplace } from './key';
 import { NOT_REMITTED, type RemittanceStatus } from './lifecycle';
+import { customerOf, type MarketplaceCustomer } from './record';
 import { monthOf } from './time';
 
 /** An earlier remittance of the same key and period. */
@@ -89,11 +90,6 @@ export function owedBillingUnits(mtd: Decimal | string, bf: Decimal | string, co
  */
 export const MAX_BILL = 2_147_483_647;
 
-/** Where a record goes: the identifiers the marketplace needs, frozen at computation. */
-export type MarketplaceTarget =
-  | { marketplace: 'aws'; productCode: string | null; customerAwsAccountId: string; licenseArn: string | null }
-  | { marketplace: 'azure'; resourceId: string; planId: string };
-
 export interface RemittanceInput {
   entry: CatalogMetric;
   marketplace: Marketplace;
@@ -150,8 +146,8 @@ interface Billed {
 export type RemittanceDecision =
   | ({
       kind: 'bill';
-      /** Null only when no contract supplies identifiers the marketplace cannot do without (Azure). */
-      target: MarketplaceTarget | null;
+      /** Null when nothing supplies identifiers the marketplace cannot do without (Azure's resource, an AWS product code). */
+      target: MarketplaceCustomer | null;
       /** Why the target is missing or incomplete; the send will fail with this reason. Null when complete. */
       targetProblem: string | null;
     } & Billed)
@@ -161,14 +157,6 @@ export type RemittanceDecision =
   /** Nothing billed, nothing lost: the usage is billed once a contract makes it billable. */
   | { kind: 'waiting_for_contract'; reason: string; basis: RemittanceBasis; dimension: string }
   | { kind: 'unsupported_metric'; errorCode: 'unsupported_metric'; reason: string };
-
-function targetOf(c: Contract, marketplace: Marketplace): MarketplaceTarget | null {
-  if (marketplace === 'aws' && c.aws) {
-    return { marketplace: 'aws', productCode: c.aws.productCode, customerAwsAccountId: c.aws.customerAwsAccountId, licenseArn: c.aws.licenseArn ?? null };
-  }
-  if (marketplace === 'azure' && c.azure) return { marketplace: 'azure', resourceId: c.azure.resourceId, planId: c.azure.planId };
-  return null;
-}
 
 /**
  * The calculation of billing.md for one key and period at one evaluated hour.
@@ -269,16 +257,16 @@ export function computeRemittance(input: RemittanceInput): RemittanceDecision {
     return { kind: 'gratis', ...billed, contractId: (licensed ?? selectTargetContract(active, evaluatedAtMs))?.contractId ?? null };
   }
 
-  const withIds = active.filter((c) => targetOf(c, marketplace) !== null);
+  const withIds = active.filter((c) => customerOf(c, marketplace) !== null);
   const chosen = selectTargetContract(withIds, evaluatedAtMs);
-  if (chosen) return { kind: 'bill', ...billed, contractId: chosen.contractId, target: targetOf(chosen, marketplace), targetProblem: null };
+  if (chosen) return { kind: 'bill', ...billed, contractId: chosen.contractId, target: customerOf(chosen, marketplace), targetProblem: null };
   const none = active.length > 0 ? `none of the ${active.length} active contract(s) carries` : `no contract active at ${hourIso} carries`;
   if (marketplace === 'aws') {
     const productCode = entry.awsProductCode;
     return {
       kind: 'bill',
       ...billed,
-      target: { marketplace: 'aws', productCode, customerAwsAccountId: input.billingAccountId, licenseArn: null },
+      target: productCode === null ? null : { marketplace: 'aws', productCode, customerAwsAccountId: input.billingAccountId, licenseArn: null },
       targetProblem: productCode === null ? `${none} an AWS product code and the catalog names no awsProductCode for ${entry.productTag}` : null,
     };
   }

@@ -33,7 +33,8 @@ export function recordIdentity(customer: MarketplaceCustomer, dimension: string)
 /** Where a key's usage of one remittance hour goes, or why it cannot go anywhere yet. */
 export type RecordTarget = { customer: MarketplaceCustomer; dimension: string } | { problem: 'unsupported_metric' | 'usage_context_lookup'; reason: string };
 
-function customerOf(c: Contract, marketplace: Marketplace): MarketplaceCustomer | null {
+/** The identifiers contract `c` supplies for a record on `marketplace`, if it has them. */
+export function customerOf(c: Contract, marketplace: Marketplace): MarketplaceCustomer | null {
   if (marketplace === 'aws' && c.aws) return { marketplace: 'aws', productCode: c.aws.productCode, customerAwsAccountId: c.aws.customerAwsAccountId, licenseArn: c.aws.licenseArn ?? null };
   if (marketplace === 'azure' && c.azure) return { marketplace: 'azure', resourceId: c.azure.resourceId, planId: c.azure.planId };
   return null;
