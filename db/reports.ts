@@ -120,3 +120,19 @@ function decodeCursor(c: string): [number, string] {
   if (dot < 0 || !Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) throw new Error('invalid cursor');
   return [ms, s.slice(dot + 1)];
 }
+
+/**
+ * Keys with tallies or remittances of `f.productTag` in [f.from, f.to), narrowed by orgs, billing
+ * accounts and metric (what a recalculation recomputes); its status filter is not used.
+ */
+export async function keysWithActivity(database: Database, f: RemittanceFilter): Promise<string[]> {
+  const res = await database.pool.query<{ key: string }>(
+    `SELECT DISTINCT key FROM (
+       SELECT key, org_id, billing_account_id, metric FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
+       UNION SELECT key, org_id, billing_account_id, metric FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
+     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) AND ($6::text IS NULL OR metric = $6) ORDER BY key`,
+    [f.productTag, f.from, f.to, f.orgIds ?? null, f.billingAccountIds ?? null, f.metric ?? null],
+  );
+  return res.rows.map((x) => x.key);
+}
+

@@ -10,7 +10,7 @@ import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
 import { resumeKeys } from '../db/parking';
-import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
+import { keysWithActivity, listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
 import { RESETTABLE, RETRYABLE } from '../domain/lifecycle';
@@ -171,15 +171,7 @@ export async function resetRemittances(d: OperationDeps, r: OperationRequest): P
 
 /** Recalculate: recompute each key from current tallies and contracts; bill the difference now. */
 export async function recalculateRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const params: unknown[] = [r.productTag, r.start, r.end, r.orgIds ?? null, r.billingAccountIds ?? null, r.metric ?? null];
-  const res = await d.database.pool.query<{ key: string }>(
-    `SELECT DISTINCT key FROM (
-       SELECT key, org_id, billing_account_id, metric FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
-       UNION SELECT key, org_id, billing_account_id, metric FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
-     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) AND ($6::text IS NULL OR metric = $6) ORDER BY key`,
-    params,
-  );
-  const keys = res.rows.map((x) => parseKeyString(x.key));
+  const keys = (await keysWithActivity(d.database, filterOf(r, []))).map(parseKeyString);
   const hour = hourStart((d.now ?? Date.now)(), d.time.hourMs);
   const changes: OperationChange[] = [];
   for (const key of keys) {
