@@ -78,7 +78,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
   // workflows are starting): a partial batch waits for them (bounded by maxLingerMs).
   const database = opts.database;
   const moreExpected = database ? (r: UsageRecord) => recentPendingRecord(database, r.customer.marketplace) : undefined;
-  const aws = createAwsMarketplace({ endpoint: cfg.awsMeteringEndpoint, region: cfg.awsRegion, acceptanceHours: cfg.time.awsAcceptanceHours, hourMs, log });
+  const aws = createAwsMarketplace({ endpoint: cfg.awsMeteringEndpoint, region: cfg.awsRegion, acceptanceHours: cfg.time.acceptanceHours.aws, hourMs, log });
   const lanes: Partial<Record<Marketplace, Lane>> = {
     aws: {
       client: aws,
@@ -95,7 +95,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
       clientSecret: cfg.azureClientSecret,
       caPem: cfg.extraCaCertFile ? readFileSync(cfg.extraCaCertFile, 'utf8') : undefined,
       hourMs,
-      acceptanceHours: cfg.time.azureAcceptanceHours,
+      acceptanceHours: cfg.time.acceptanceHours.azure,
       log,
     });
     lanes.azure = {

@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
-import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '../../config/env';
+import { loadConfig, type RemitConfig, type TimeSettings } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
@@ -97,7 +97,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     REMIT_EXTRA_CA_CERT_FILE: azure.certs.caFile,
     ...o.env,
   });
-  const time = timeSettings(config.time);
+  const time = config.time;
   const catalog = loadCatalog(config.catalogPath);
   const log = createLogger('test', process.env.LOG_LEVEL || 'error');
   const taskQueue = `test-${randomUUID()}`;
