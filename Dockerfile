@@ -23,8 +23,8 @@ FROM deps AS bundle
 COPY . .
 RUN node --import tsx scripts/bundle-workflows.ts /app/dist/workflow-bundle.js
 
-# The emulators (docker compose --profile emulators): scripts/emulators/ and the pure code it
-# reads (catalog, time settings), never in the product image.
+# The emulators (docker compose --profile emulators): scripts/emulators/ and the configuration
+# code it reads (catalog, time settings, config/env.ts's defaults), never in the product image.
 FROM ${NODE_IMAGE} AS emulators
 WORKDIR /app
 ENV NODE_ENV=production
@@ -32,6 +32,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
 COPY config ./config
 COPY domain ./domain
+COPY workflows/definitions.ts ./workflows/definitions.ts
 COPY scripts/emulators ./scripts/emulators
 USER node
 

@@ -42,7 +42,7 @@ import type { Logger } from '../lib/log';
 import type { RecordStart } from '../workflows/client';
 import type { MarketplaceGateway } from '../marketplaces';
 import type { SendOutcome, UsageRecord } from '../marketplaces/types';
-import type { RemittanceStatus } from '../workflows/definitions';
+import type { RemittanceStatus } from '../domain/lifecycle';
 
 export interface ActivityDeps {
   database: Database;

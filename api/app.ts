@@ -19,7 +19,7 @@ import type { Logger } from '../lib/log';
 import { Metrics } from '../lib/metrics';
 import { DEFAULT_OPERATION_LIMITS, parseOperationRequest, recalculateRemittances, resetRemittances, retryRemittances, type OperationDeps, type OperationLimits } from '../operations';
 import { remittancesCsvHeader, remittancesCsvRows } from '../lib/remittance-csv';
-import { REMITTANCE_STATUSES, type RemittanceStatus } from '../workflows/definitions';
+import { REMITTANCE_STATUSES, type RemittanceStatus } from '../domain/lifecycle';
 import { ingestTallies } from '../usage/ingest';
 import {
   AuditPage, AuditQuery, ContractBody, ContractIdParams, ContractPut, ContractsPage, ContractsQuery, ErrorBody, Health, OperationBody, OperationResult, Readiness,

@@ -1,6 +1,6 @@
 // `node --import tsx api/main.ts`: the HTTP API process. Applies migrations at start-up.
 
-import { loadConfig, timeSettings } from '../config/env';
+import { loadConfig } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
@@ -24,7 +24,7 @@ async function main() {
   const app = await buildApi({
     database,
     catalog: loadCatalog(cfg.catalogPath),
-    time: timeSettings(cfg.time),
+    time: cfg.time,
     temporal: { client, taskQueue: cfg.taskQueue },
     tokens: { ingest: cfg.ingestToken, operator: cfg.operatorToken, contracts: cfg.contractsToken, metrics: cfg.metricsToken },
     operationLimits: { maxHours: cfg.operationMaxHours, maxIds: cfg.operationMaxIds },

@@ -13,7 +13,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { GROUP_BY } from '../db/reports';
 import { MARKETPLACES } from '../domain/key';
 import { REMITTANCE_CSV_COLUMNS } from '../lib/remittance-csv';
-import { REMITTANCE_STATUSES } from '../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../domain/lifecycle';
 
 const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {});
 const Instant = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) });

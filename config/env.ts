@@ -1,36 +1,23 @@
 // Configuration from the environment, with production defaults. A variable that is set wins
 // over every default, including the local stack's. Documented in README.md and .env.example.
 
+import type { Marketplace } from '../domain/key';
 import { PRODUCTION_HOUR_MS } from '../domain/time';
 import { DEFAULT_MAX_USAGE_AGE_DAYS } from '../domain/tally';
 import { DEFAULT_PARK_AFTER_REJECTIONS } from '../domain/parking';
 import { temporalConnectionFromEnv, type TemporalConnectionSettings } from './temporal';
+import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 
-export interface TimeConfig {
+/** The time settings, one shape for the ledger, the workers, the API, the gateway and the emulators. */
+export interface TimeSettings {
   /** Length of one "hour" in ms (REMIT_HOUR_SECONDS x 1000). Scales every window below. */
   hourMs: number;
   /** Grace after the end of a remittance hour before its window closes, in hours. */
   graceHours: number;
-  /** AWS rejects records older than this many hours. */
-  awsAcceptanceHours: number;
-  /** Azure rejects events older than this many hours. */
-  azureAcceptanceHours: number;
-  /** Tallies older than this many (real, unscaled) days are refused (REMIT_MAX_USAGE_AGE_DAYS). */
-  maxUsageAgeDays: number;
-}
-
-/** The time settings the ledger and the workflows work with. */
-export interface TimeSettings {
-  hourMs: number;
-  graceHours: number;
-  /** Per marketplace: records older than this many hours are rejected. */
-  acceptanceHours: Record<string, number>;
-  /** Tallies older than this many days are refused; domain/tally.ts's default when absent. */
+  /** Per marketplace: records older than this many hours are rejected (REMIT_AWS_ / REMIT_AZURE_ACCEPTANCE_HOURS). */
+  acceptanceHours: Record<Marketplace, number>;
+  /** Tallies older than this many (real, unscaled) days are refused; domain/tally.ts's default when absent. */
   maxUsageAgeDays?: number;
-}
-
-export function timeSettings(t: TimeConfig): TimeSettings {
-  return { hourMs: t.hourMs, graceHours: t.graceHours, acceptanceHours: { aws: t.awsAcceptanceHours, azure: t.azureAcceptanceHours }, maxUsageAgeDays: t.maxUsageAgeDays };
 }
 
 export interface RemitConfig {
@@ -64,7 +51,7 @@ export interface RemitConfig {
   /** Terminal rejections in a row of the same kind that park a key; 0 never parks (db/parking.ts). */
   parkAfterRejections: number;
   logLevel: string;
-  time: TimeConfig;
+  time: TimeSettings;
 }
 
 function num(env: NodeJS.ProcessEnv, name: string, def: number, opts: { min?: number; integer?: boolean } = {}): number {
@@ -77,13 +64,12 @@ function num(env: NodeJS.ProcessEnv, name: string, def: number, opts: { min?: nu
   return v;
 }
 
-export function timeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TimeConfig {
+export function timeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): TimeSettings {
   const hourSeconds = num(env, 'REMIT_HOUR_SECONDS', PRODUCTION_HOUR_MS / 1000, { min: 1 });
   return {
     hourMs: Math.round(hourSeconds * 1000),
     graceHours: num(env, 'REMIT_GRACE_HOURS', 1 / 6, { min: 0 }),
-    awsAcceptanceHours: num(env, 'REMIT_AWS_ACCEPTANCE_HOURS', 6, { min: 1 }),
-    azureAcceptanceHours: num(env, 'REMIT_AZURE_ACCEPTANCE_HOURS', 24, { min: 1 }),
+    acceptanceHours: { aws: num(env, 'REMIT_AWS_ACCEPTANCE_HOURS', 6, { min: 1 }), azure: num(env, 'REMIT_AZURE_ACCEPTANCE_HOURS', 24, { min: 1 }) },
     maxUsageAgeDays: num(env, 'REMIT_MAX_USAGE_AGE_DAYS', DEFAULT_MAX_USAGE_AGE_DAYS, { min: 1 }),
   };
 }
@@ -100,7 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
     temporalAddress: temporal.address,
     temporalNamespace: temporal.namespace,
     temporal,
-    taskQueue: env.REMIT_TASK_QUEUE || 'remittance-v1',
+    taskQueue: env.REMIT_TASK_QUEUE || DEFAULT_TASK_QUEUE,
     apiPort: num(env, 'REMIT_API_PORT', 8080, { min: 0, integer: true }),
     apiHost: env.REMIT_API_HOST || '127.0.0.1',
     ingestToken: env.REMIT_INGEST_TOKEN || undefined,
@@ -120,6 +106,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RemitConfig {
     catalogPath: env.REMIT_CATALOG_PATH || undefined,
     parkAfterRejections: parkAfterRejectionsFromEnv(env),
     logLevel: env.LOG_LEVEL || 'info',
-    time: timeConfigFromEnv(env),
+    time: timeSettingsFromEnv(env),
   };
 }

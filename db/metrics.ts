@@ -3,10 +3,10 @@
 
 import type { Database } from './client';
 import { NOT_PARKED, countParkedKeys } from './parking';
-import { CARRIES_AMOUNT, NOT_REMITTED, STILL_TO_SEND } from '../domain/lifecycle';
+import { NOT_REMITTED, STILL_TO_SEND } from '../domain/lifecycle';
+import { rebills, sqlStatuses } from './reports';
 
 /** A status list as an SQL literal list; the lists are the lifecycle's constants, never input. */
-const sqlList = (statuses: readonly string[]) => statuses.map((s) => `'${s}'`).join(',');
 
 /** The usage pull's hour statuses (usage_pulls.status, checked by the schema). */
 export const USAGE_PULL_STATUSES = ['pulling', 'pulled', 'failed'] as const;
@@ -39,14 +39,13 @@ export async function readLedgerGauges(database: Database): Promise<LedgerGauges
   const owing = await q.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM remittance_keys WHERE change_seq > computed_seq AND ${NOT_PARKED}`);
   const oldest = await q.query<{ age: number | null }>(
     `SELECT EXTRACT(EPOCH FROM now() - MIN(r.updated_at))::float8 AS age FROM remittances r
-     WHERE r.status IN (${sqlList(NOT_REMITTED)}) AND NOT EXISTS (
-       SELECT 1 FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0 AND l.status IN (${sqlList(CARRIES_AMOUNT)}))`,
+     WHERE r.status IN ${sqlStatuses(NOT_REMITTED)} AND NOT EXISTS (SELECT 1 FROM remittances l WHERE ${rebills('l', 'r')})`,
   );
   // Amounts that can still be sent, and how soon they cannot: the alert pages before the window
   // closes, not after the records expired.
   const deadlines = await q.query<{ marketplace: string; status: string; seconds: number }>(
     `SELECT billing_provider AS marketplace, status, EXTRACT(EPOCH FROM MIN(deadline) - now())::float8 AS seconds FROM remittances
-     WHERE status IN (${sqlList(STILL_TO_SEND)}) AND deadline > now() GROUP BY 1, 2`,
+     WHERE status IN ${sqlStatuses(STILL_TO_SEND)} AND deadline > now() GROUP BY 1, 2`,
   );
   const recent = `hour > now() - interval '62 days'`;
   const pullsByStatus = await q.query<{ status: (typeof USAGE_PULL_STATUSES)[number]; n: number }>(`SELECT status, COUNT(*)::int AS n FROM usage_pulls WHERE ${recent} GROUP BY 1`);

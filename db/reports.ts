@@ -3,6 +3,21 @@
 import type { Database } from './client';
 import { ROW_COLUMNS, ROW_FROM, type RemittanceRow } from './ledger';
 import { parkedJson } from './parking';
+import { COUNTS_AS_REMITTED, STATUS_GROUPS, type RemittanceStatus } from '../domain/lifecycle';
+
+/** A status set of domain/lifecycle.ts as an SQL list, `('Failed','Expired')`: the sets are constants of the vocabulary, never input. */
+export function sqlStatuses(statuses: readonly RemittanceStatus[]): string {
+  return `(${statuses.map((s) => `'${s}'`).join(',')})`;
+}
+
+/**
+ * SQL condition on `l`: a later remittance of the key of remittance `r` that carries an amount
+ * counted as remitted, i.e. the one that re-billed what `r` failed to remit. One rule for the
+ * listing's "rebilled by" and the oldest-unremitted-amount gauge.
+ */
+export function rebills(l: string, r: string): string {
+  return `${l}.key = ${r}.key AND ${l}.id <> ${r}.id AND ${l}.updated_at >= ${r}.updated_at AND ${l}.bill > 0 AND ${l}.status IN ${sqlStatuses(COUNTS_AS_REMITTED)}`;
+}
 
 export interface RemittanceFilter {
   orgId?: string;
@@ -45,7 +60,7 @@ function where(f: RemittanceFilter, params: unknown[]): string {
 }
 
 export interface RemittanceItem extends RemittanceRow {
-  /** For a failed / expired / voided / waiting amount: the later remittance that billed it. */
+  /** For an amount a later hour bills (failed, expired, voided, waiting for a contract): the later remittance that counts it. */
   rebilledBy: { remittanceId: string; remittanceHour: string; status: string } | null;
   /** The key is parked (db/parking.ts): nothing is sent for it until an operator retry or a contract change. */
   keyParked: { since: string; reason: string; errorCode: string | null } | null;
@@ -65,10 +80,9 @@ export async function listRemittances(database: Database, f: RemittanceFilter, p
     `SELECT ${ROW_COLUMNS},
        COALESCE((SELECT json_agg(json_build_object('period', p.period, 'bill', p.bill, 'claim', p.claim, 'mtd', p.mtd, 'coverage', p.coverage, 'gratis', p.gratis) ORDER BY p.period)
                  FROM remittance_parts p WHERE p.remittance_id = r.id), '[]') AS periods,
-       CASE WHEN r.status IN ('Failed','Expired','Voided','WaitingForContract') THEN
+       CASE WHEN r.status IN ${sqlStatuses(STATUS_GROUPS.billedLater)} THEN
          (SELECT json_build_object('remittanceId', l.id, 'remittanceHour', l.remittance_hour, 'status', l.status)
-          FROM remittances l WHERE l.key = r.key AND l.id <> r.id AND l.updated_at >= r.updated_at AND l.bill > 0
-            AND l.status IN ('Pending','Sending','Succeeded','Gratis') ORDER BY l.remittance_hour LIMIT 1)
+          FROM remittances l WHERE ${rebills('l', 'r')} ORDER BY l.remittance_hour LIMIT 1)
        END AS "rebilledBy",
        ${parkedJson('r.key')} AS "keyParked"
      FROM ${ROW_FROM} WHERE ${cond} ORDER BY r.remittance_hour DESC, r.id DESC LIMIT $${params.length}`,
@@ -114,3 +128,19 @@ function decodeCursor(c: string): [number, string] {
   if (dot < 0 || !Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) throw new Error('invalid cursor');
   return [ms, s.slice(dot + 1)];
 }
+
+/**
+ * Keys with tallies or remittances of `f.productTag` in [f.from, f.to), narrowed by orgs, billing
+ * accounts and metric (what a recalculation recomputes); its status filter is not used.
+ */
+export async function keysWithActivity(database: Database, f: RemittanceFilter): Promise<string[]> {
+  const res = await database.pool.query<{ key: string }>(
+    `SELECT DISTINCT key FROM (
+       SELECT key, org_id, billing_account_id, metric FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
+       UNION SELECT key, org_id, billing_account_id, metric FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
+     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) AND ($6::text IS NULL OR metric = $6) ORDER BY key`,
+    [f.productTag, f.from, f.to, f.orgIds ?? null, f.billingAccountIds ?? null, f.metric ?? null],
+  );
+  return res.rows.map((x) => x.key);
+}
+

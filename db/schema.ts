@@ -4,6 +4,7 @@
 
 import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, check, index, integer, jsonb, numeric, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import type { RemittanceStatus } from '../domain/lifecycle';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -101,7 +102,7 @@ export const marketplaceRecords = pgTable(
     customer: jsonb('customer').notNull(),
     dimension: text('dimension').notNull(),
     quantity: integer('quantity').notNull(),
-    status: text('status').notNull(),
+    status: text('status').$type<RemittanceStatus>().notNull(),
     errorCode: text('error_code'),
     reason: text('reason'),
     receiptId: text('receipt_id'),
@@ -137,7 +138,7 @@ export const remittances = pgTable(
     id: text('id').primaryKey(),
     ...keyColumns(),
     remittanceHour: ts('remittance_hour').notNull(),
-    status: text('status').notNull(),
+    status: text('status').$type<RemittanceStatus>().notNull(),
     bill: integer('bill').notNull().default(0),
     claim: numeric('claim').notNull().default('0'),
     dimension: text('dimension'),

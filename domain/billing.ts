@@ -18,28 +18,14 @@ import { Decimal } from './decimal';
 import type { CatalogMetric } from './catalog';
 import { activeContracts, coverageFor, isGratis, licenseOf, selectLicenseContract, selectTargetContract, type Contract } from './contracts';
 import type { Marketplace } from './key';
+import { NOT_REMITTED, type RemittanceStatus } from './lifecycle';
+import { customerOf, type MarketplaceCustomer } from './record';
 import { monthOf } from './time';
-
-/**
- * What a remittance can be in the ledger. Only failed, expired and voided stop counting as
- * remitted (billing.md, E8): their amount is billed again by the next computation. Everything
- * else counts, including `unknown` (a send whose outcome we could not learn): counting it risks
- * billing late, which the audit can see and an operator can fix by voiding; not counting it risks
- * billing twice, which a marketplace cannot undo.
- */
-export const LEDGER_STATUSES = ['pending', 'sending', 'succeeded', 'gratis', 'failed', 'expired', 'voided', 'unknown'] as const;
-export type LedgerStatus = (typeof LEDGER_STATUSES)[number];
-
-export const NOT_REMITTED_STATUSES: readonly LedgerStatus[] = ['failed', 'expired', 'voided'];
-const NOT_REMITTED = new Set<string>(NOT_REMITTED_STATUSES);
 
 /** An earlier remittance of the same key and period. */
 export interface EarlierRemittance {
-  /**
-   * A LedgerStatus, or the same word in another case (`Failed`, as the RemittanceStatus search
-   * attribute spells it): compared case-insensitively.
-   */
-  status: LedgerStatus | string;
+  /** Only Failed, Expired and Voided stop counting as remitted (domain/lifecycle.ts, NOT_REMITTED). */
+  status: RemittanceStatus;
   /** Whole billing units it billed (a JSON number, or a NUMERIC string). */
   bill: number | string;
   /**
@@ -53,11 +39,10 @@ export interface EarlierRemittance {
 }
 
 export function countsAsRemitted(e: Pick<EarlierRemittance, 'status' | 'gratis'>): boolean {
-  const status = e.status.toLowerCase();
   // A gratis part counts whatever happens to the record it travels with (failed, expired), but
   // an operator's void un-counts it like anything else, so a reset re-evaluates the month.
-  if (e.gratis === true) return status !== 'voided';
-  return !NOT_REMITTED.has(status);
+  if (e.gratis === true) return e.status !== 'Voided';
+  return !NOT_REMITTED.includes(e.status);
 }
 
 /**
@@ -104,11 +89,6 @@ export function owedBillingUnits(mtd: Decimal | string, bf: Decimal | string, co
  * bills it because it is not yet remitted.
  */
 export const MAX_BILL = 2_147_483_647;
-
-/** Where a record goes: the identifiers the marketplace needs, frozen at computation. */
-export type MarketplaceTarget =
-  | { marketplace: 'aws'; productCode: string | null; customerAwsAccountId: string; licenseArn: string | null }
-  | { marketplace: 'azure'; resourceId: string; planId: string };
 
 export interface RemittanceInput {
   entry: CatalogMetric;
@@ -166,8 +146,8 @@ interface Billed {
 export type RemittanceDecision =
   | ({
       kind: 'bill';
-      /** Null only when no contract supplies identifiers the marketplace cannot do without (Azure). */
-      target: MarketplaceTarget | null;
+      /** Null when nothing supplies identifiers the marketplace cannot do without (Azure's resource, an AWS product code). */
+      target: MarketplaceCustomer | null;
       /** Why the target is missing or incomplete; the send will fail with this reason. Null when complete. */
       targetProblem: string | null;
     } & Billed)
@@ -177,14 +157,6 @@ export type RemittanceDecision =
   /** Nothing billed, nothing lost: the usage is billed once a contract makes it billable. */
   | { kind: 'waiting_for_contract'; reason: string; basis: RemittanceBasis; dimension: string }
   | { kind: 'unsupported_metric'; errorCode: 'unsupported_metric'; reason: string };
-
-function targetOf(c: Contract, marketplace: Marketplace): MarketplaceTarget | null {
-  if (marketplace === 'aws' && c.aws) {
-    return { marketplace: 'aws', productCode: c.aws.productCode, customerAwsAccountId: c.aws.customerAwsAccountId, licenseArn: c.aws.licenseArn ?? null };
-  }
-  if (marketplace === 'azure' && c.azure) return { marketplace: 'azure', resourceId: c.azure.resourceId, planId: c.azure.planId };
-  return null;
-}
 
 /**
  * The calculation of billing.md for one key and period at one evaluated hour.
@@ -285,16 +257,16 @@ export function computeRemittance(input: RemittanceInput): RemittanceDecision {
     return { kind: 'gratis', ...billed, contractId: (licensed ?? selectTargetContract(active, evaluatedAtMs))?.contractId ?? null };
   }
 
-  const withIds = active.filter((c) => targetOf(c, marketplace) !== null);
+  const withIds = active.filter((c) => customerOf(c, marketplace) !== null);
   const chosen = selectTargetContract(withIds, evaluatedAtMs);
-  if (chosen) return { kind: 'bill', ...billed, contractId: chosen.contractId, target: targetOf(chosen, marketplace), targetProblem: null };
+  if (chosen) return { kind: 'bill', ...billed, contractId: chosen.contractId, target: customerOf(chosen, marketplace), targetProblem: null };
   const none = active.length > 0 ? `none of the ${active.length} active contract(s) carries` : `no contract active at ${hourIso} carries`;
   if (marketplace === 'aws') {
     const productCode = entry.awsProductCode;
     return {
       kind: 'bill',
       ...billed,
-      target: { marketplace: 'aws', productCode, customerAwsAccountId: input.billingAccountId, licenseArn: null },
+      target: productCode === null ? null : { marketplace: 'aws', productCode, customerAwsAccountId: input.billingAccountId, licenseArn: null },
       targetProblem: productCode === null ? `${none} an AWS product code and the catalog names no awsProductCode for ${entry.productTag}` : null,
     };
   }

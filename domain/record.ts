@@ -1,6 +1,7 @@
 // The marketplace record: what a marketplace accepts once per hour, and so what one remittance
-// workflow sends. Pure: the identity, the readable workflow id, and which contract's identifiers
-// a key's usage of a remittance hour goes to.
+// workflow sends. Pure: the customer a record goes to, its identity, and which contract's
+// identifiers a key's usage of a remittance hour goes to (its workflow id is Temporal wiring:
+// workflows/definitions.ts).
 //
 // Keys that differ only by org, SLA or usage but bill the same marketplace customer and dimension
 // share one record per hour: its quantity is the sum of their bills (docs/design.md, "The unit of
@@ -9,7 +10,11 @@
 import type { CatalogMetric } from './catalog';
 import { activeContracts, selectTargetContract, type Contract } from './contracts';
 import type { Marketplace, RemittanceKey } from './key';
-import type { MarketplaceCustomer } from '../marketplaces/types';
+
+/** Where a record goes: the identifiers the marketplace needs, frozen when the record is made. */
+export type MarketplaceCustomer =
+  | { marketplace: 'aws'; productCode: string; customerAwsAccountId: string; licenseArn?: string | null }
+  | { marketplace: 'azure'; resourceId: string; planId: string };
 
 /**
  * The record's identity without its hour: exactly what the marketplace allows once per hour.
@@ -25,34 +30,11 @@ export function recordIdentity(customer: MarketplaceCustomer, dimension: string)
   return parts.map(encodeURIComponent).join('|');
 }
 
-const idPart = (s: string) => s.replace(/%/g, '%25').replace(/\//g, '%2F');
-const hourPart = (hourMs: number) => new Date(hourMs).toISOString().replace('.000Z', 'Z');
-
-/**
- * Workflow id of the record of `customer` and `dimension` for the remittance hour `hourMs`,
- * readable by a person and computable from the contracts in force, e.g.
- * `remittance/aws/123456789012/rosa-hcp/four_vcpu_hour/2026-11-25T10:00:00Z` or
- * `remittance/azure/<resourceId>/<planId>/control_plane/2026-11-25T10:00:00Z`.
- */
-export function recordWorkflowId(customer: MarketplaceCustomer, dimension: string, hourMs: number): string {
-  const who = customer.marketplace === 'aws' ? [customer.customerAwsAccountId, customer.licenseArn ?? customer.productCode] : [customer.resourceId, customer.planId];
-  return ['remittance', customer.marketplace, ...who, dimension].map(idPart).concat(hourPart(hourMs)).join('/');
-}
-
-/**
- * Where usage that cannot go to a marketplace record is shown: keys of one billing account,
- * product and metric whose hour has no record because no contract says where to send it, or the
- * metric has no dimension there (WaitingForContract, Failed before sending), e.g.
- * `remittance-unsent/aws/123456789012/rosa/Cores/2026-11-25T10:00:00Z`.
- */
-export function unsentWorkflowId(k: Pick<RemittanceKey, 'billingProvider' | 'billingAccountId' | 'productTag' | 'metric'>, hourMs: number): string {
-  return ['remittance-unsent', k.billingProvider, k.billingAccountId, k.productTag, k.metric].map(idPart).concat(hourPart(hourMs)).join('/');
-}
-
 /** Where a key's usage of one remittance hour goes, or why it cannot go anywhere yet. */
 export type RecordTarget = { customer: MarketplaceCustomer; dimension: string } | { problem: 'unsupported_metric' | 'usage_context_lookup'; reason: string };
 
-function customerOf(c: Contract, marketplace: Marketplace): MarketplaceCustomer | null {
+/** The identifiers contract `c` supplies for a record on `marketplace`, if it has them. */
+export function customerOf(c: Contract, marketplace: Marketplace): MarketplaceCustomer | null {
   if (marketplace === 'aws' && c.aws) return { marketplace: 'aws', productCode: c.aws.productCode, customerAwsAccountId: c.aws.customerAwsAccountId, licenseArn: c.aws.licenseArn ?? null };
   if (marketplace === 'azure' && c.azure) return { marketplace: 'azure', resourceId: c.azure.resourceId, planId: c.azure.planId };
   return null;

@@ -7,9 +7,8 @@ import { lookupMetric, type Catalog } from './catalog';
 import type { Contract } from './contracts';
 import { Decimal } from './decimal';
 import type { RemittanceKey } from './key';
-import { recordTargetOf } from './record';
-import type { MarketplaceCustomer } from '../marketplaces/types';
-import type { RemittanceStatus } from '../workflows/definitions';
+import { recordTargetOf, type MarketplaceCustomer } from './record';
+import type { RemittanceStatus } from './lifecycle';
 
 export interface PeriodInput {
   period: string;

@@ -15,7 +15,7 @@ import type { Database } from '../db/client';
 import { readLedgerGauges } from '../db/metrics';
 import { MARKETPLACES } from '../domain/key';
 import type { TallyRefusal } from '../domain/tally';
-import { REMITTANCE_STATUSES } from '../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../domain/lifecycle';
 
 const REFUSALS = ['too_old', 'rollup'] as const satisfies readonly TallyRefusal[];
 

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { RemitConfig } from '../config/env';
 import type { Database } from '../db/client';
+import { recentPendingRecord } from '../db/records';
 import { createPgRateLimiter } from './rate-limiter';
 import type { Marketplace } from '../domain/key';
 import type { Logger } from '../lib/log';
@@ -74,18 +75,10 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
   const lingerMs = opts.lingerMs ?? Math.min(1000, hourMs / 20);
   const maxLingerMs = Math.min(30_000, hourMs / 2);
   // Records made with something to send but not yet handed to a batcher are on their way (their
-  // workflows are starting): a partial batch waits for them (bounded by maxLingerMs). Only recent
-  // ones: a record left Pending by a dead workflow must not slow every batch down.
-  const moreExpected = opts.database
-    ? async (r: UsageRecord) => {
-        const q = await opts.database!.pool.query(
-          `SELECT 1 FROM marketplace_records WHERE status = 'Pending' AND marketplace = $1 AND updated_at > now() - interval '5 minutes' LIMIT 1`,
-          [r.customer.marketplace],
-        );
-        return q.rowCount! > 0;
-      }
-    : undefined;
-  const aws = createAwsMarketplace({ endpoint: cfg.awsMeteringEndpoint, region: cfg.awsRegion, acceptanceHours: cfg.time.awsAcceptanceHours, hourMs, log });
+  // workflows are starting): a partial batch waits for them (bounded by maxLingerMs).
+  const database = opts.database;
+  const moreExpected = database ? (r: UsageRecord) => recentPendingRecord(database, r.customer.marketplace) : undefined;
+  const aws = createAwsMarketplace({ endpoint: cfg.awsMeteringEndpoint, region: cfg.awsRegion, acceptanceHours: cfg.time.acceptanceHours.aws, hourMs, log });
   const lanes: Partial<Record<Marketplace, Lane>> = {
     aws: {
       client: aws,
@@ -102,7 +95,7 @@ export async function createMarketplaceGateway(cfg: RemitConfig, log: Logger, op
       clientSecret: cfg.azureClientSecret,
       caPem: cfg.extraCaCertFile ? readFileSync(cfg.extraCaCertFile, 'utf8') : undefined,
       hourMs,
-      acceptanceHours: cfg.time.azureAcceptanceHours,
+      acceptanceHours: cfg.time.acceptanceHours.azure,
       log,
     });
     lanes.azure = {

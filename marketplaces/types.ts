@@ -3,6 +3,7 @@
 // MarketplaceClient and one more entry in the registry, with no workflow change.
 
 import type { Marketplace } from '../domain/key';
+import type { MarketplaceCustomer } from '../domain/record';
 
 /** Error codes shown to operators (billing.md keeps these from the original system). */
 export const ERROR_CODES = [
@@ -23,11 +24,6 @@ export const ERROR_CODES = [
   'unknown',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
-
-/** Where a record goes on the marketplace side. */
-export type MarketplaceCustomer =
-  | { marketplace: 'aws'; productCode: string; customerAwsAccountId: string; licenseArn?: string | null }
-  | { marketplace: 'azure'; resourceId: string; planId: string };
 
 /** One usage record: one customer, one dimension, one hour. Quantity in whole billing units. */
 export interface UsageRecord {

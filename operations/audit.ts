@@ -7,9 +7,11 @@
 //   3. nothing hidden — every amount not (yet) accepted has a status and a reason
 
 import type { Database } from '../db/client';
+import { readLedgerForAudit, type AuditLedgerRow } from '../db/audit';
 import { previewRemittance, type TimeSettings } from '../db/ledger';
 import type { Catalog } from '../domain/catalog';
 import { parseKeyString } from '../domain/key';
+import { NEEDS_REASON, STATUS_GROUPS, type RemittanceStatus } from '../domain/lifecycle';
 import { hourStart } from '../domain/time';
 
 /** One record a marketplace says it accepted. */
@@ -38,34 +40,7 @@ export interface AuditReport {
   violations: Violation[];
 }
 
-/** A marketplace record of the ledger (marketplace_records). */
-interface LedgerRecord {
-  id: string;
-  marketplace: string;
-  remittance_hour: Date;
-  status: string;
-  quantity: number;
-  receipt_id: string | null;
-  dimension: string;
-  customer: LedgerRow['customer'];
-}
-
-interface LedgerRow {
-  id: string;
-  key: string;
-  billing_provider: string;
-  remittance_hour: Date;
-  status: string;
-  bill: number;
-  reason: string | null;
-  error_code: string | null;
-  receipt_id: string | null;
-  dimension: string | null;
-  customer: { marketplace: string; customerAwsAccountId?: string; resourceId?: string } | null;
-  record_id: string | null;
-}
-
-export function customerIdOf(c: LedgerRow['customer']): string | undefined {
+export function customerIdOf(c: AuditLedgerRow['customer']): string | undefined {
   if (!c) return undefined;
   return c.marketplace === 'aws' ? c.customerAwsAccountId : c.resourceId;
 }
@@ -80,12 +55,11 @@ export async function auditLedger(d: {
 }): Promise<AuditReport> {
   const violations: Violation[] = [];
   const nowMs = d.nowMs ?? Date.now();
-  const rows = (await d.database.pool.query<LedgerRow>('SELECT id, key, billing_provider, remittance_hour, status, bill, reason, error_code, receipt_id, dimension, customer, record_id FROM remittances ORDER BY key, remittance_hour')).rows;
-  const ledgerRecords = (await d.database.pool.query<LedgerRecord>('SELECT id, marketplace, remittance_hour, status, quantity, receipt_id, dimension, customer FROM marketplace_records ORDER BY remittance_hour, id')).rows;
+  const { rows, records: ledgerRecords, keys } = await readLedgerForAudit(d.database);
 
   // 3. Nothing hidden.
   for (const r of rows) {
-    if (['Failed', 'Expired', 'Voided', 'WaitingForContract', 'Unconfirmed'].includes(r.status) && !r.reason) {
+    if (NEEDS_REASON.includes(r.status) && !r.reason) {
       violations.push({ invariant: 'nothing-hidden', message: `${r.status} remittance without a reason`, remittanceId: r.id, key: r.key });
     }
     if (r.status === 'Failed' && !r.error_code) violations.push({ invariant: 'nothing-hidden', message: 'failed remittance without an error code', remittanceId: r.id, key: r.key });
@@ -96,9 +70,8 @@ export async function auditLedger(d: {
   }
 
   // 1. Nothing lost: nothing in flight, and recomputing every key now bills nothing.
-  const keys = (await d.database.pool.query<{ key: string }>('SELECT key FROM remittance_keys ORDER BY key')).rows.map((r) => r.key);
   for (const r of rows) {
-    if (r.status === 'Pending' || r.status === 'Sending') violations.push({ invariant: 'nothing-lost', message: `remittance still ${r.status}: the system is not quiet`, remittanceId: r.id, key: r.key });
+    if ((STATUS_GROUPS.inFlight as readonly RemittanceStatus[]).includes(r.status)) violations.push({ invariant: 'nothing-lost', message: `remittance still ${r.status}: the system is not quiet`, remittanceId: r.id, key: r.key });
   }
   const hour = hourStart(nowMs, d.time.hourMs);
   for (const k of keys) {

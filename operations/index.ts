@@ -10,11 +10,12 @@ import type { Client } from '@temporalio/client';
 import type { Database } from '../db/client';
 import { previewRemittance, recordAudit, markKeysOwing, voidRemittances, withTransaction, type TimeSettings } from '../db/ledger';
 import { resumeKeys } from '../db/parking';
-import { listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
+import { keysWithActivity, listRemittances, type RemittanceFilter, type RemittanceItem } from '../db/reports';
 import type { Catalog } from '../domain/catalog';
 import { keyString, parseKeyString, type RemittanceKey } from '../domain/key';
+import { RESETTABLE, RETRYABLE } from '../domain/lifecycle';
 import { hourStart } from '../domain/time';
-import { retrySignal } from '../workflows/definitions';
+import { signalRetryIfRunning } from '../workflows/client';
 
 export interface OperationDeps {
   database: Database;
@@ -113,7 +114,7 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   let status: string[] | undefined;
   if (opts.withStatus && b.status !== undefined) {
     const s = Array.isArray(b.status) ? b.status : [b.status];
-    if (!s.every((x) => x === 'Failed' || x === 'Expired')) errors.push({ field: 'status', message: 'status must be Failed or Expired (or a list of them)' });
+    if (!s.every((x) => (RETRYABLE as readonly unknown[]).includes(x))) errors.push({ field: 'status', message: `status must be ${RETRYABLE.join(' or ')} (or a list of them)` });
     else status = s as string[];
   }
   if (b.force !== undefined && typeof b.force !== 'boolean') errors.push({ field: 'force', message: 'force must be a boolean' });
@@ -130,8 +131,8 @@ export function parseOperationRequest(body: unknown, actor: string, opts: { with
   return { ok: true, value: { productTag, metric: typeof b.metric === 'string' ? b.metric : undefined, start, end, orgIds, billingAccountIds, status, dryRun: b.dryRun === true, force, actor, claimedBy: opts.claimedBy } };
 }
 
-function filterOf(r: OperationRequest, status: string[]): RemittanceFilter {
-  return { productTag: r.productTag, metric: r.metric, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status };
+function filterOf(r: OperationRequest, status: readonly string[]): RemittanceFilter {
+  return { productTag: r.productTag, metric: r.metric, orgIds: r.orgIds, billingAccountIds: r.billingAccountIds, from: r.start, to: r.end, status: [...status] };
 }
 
 async function selectAll(database: Database, f: RemittanceFilter): Promise<RemittanceItem[]> {
@@ -152,12 +153,12 @@ function uniqueKeys(keys: RemittanceKey[]): RemittanceKey[] {
 }
 
 /**
- * Reset: void what was recorded as remitted in the range (Succeeded, Gratis, Unconfirmed), so it is billed
+ * Reset: void what was recorded as remitted in the range (RESETTABLE: Succeeded, Gratis, Unconfirmed), so it is billed
  * again in the current hour. Records still in flight (Pending, Sending) are never voided: their
  * send may still be accepted, and voiding them could bill twice.
  */
 export async function resetRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const rows = await selectAll(d.database, filterOf(r, ['Succeeded', 'Gratis', 'Unconfirmed']));
+  const rows = await selectAll(d.database, filterOf(r, RESETTABLE));
   const changes = rows.map((x) => ({ key: keyOf(x), remittanceId: x.id, remittanceHour: new Date(x.remittanceHour).toISOString(), status: x.status, quantity: x.bill, claim: x.claim, action: 'void' }));
   let owing = 0;
   if (!r.dryRun && rows.length) {
@@ -170,15 +171,7 @@ export async function resetRemittances(d: OperationDeps, r: OperationRequest): P
 
 /** Recalculate: recompute each key from current tallies and contracts; bill the difference now. */
 export async function recalculateRemittances(d: OperationDeps, r: OperationRequest): Promise<OperationResult> {
-  const params: unknown[] = [r.productTag, r.start, r.end, r.orgIds ?? null, r.billingAccountIds ?? null, r.metric ?? null];
-  const res = await d.database.pool.query<{ key: string }>(
-    `SELECT DISTINCT key FROM (
-       SELECT key, org_id, billing_account_id, metric FROM tallies WHERE product_tag = $1 AND hour >= $2 AND hour < $3
-       UNION SELECT key, org_id, billing_account_id, metric FROM remittances WHERE product_tag = $1 AND remittance_hour >= $2 AND remittance_hour < $3
-     ) s WHERE ($4::text[] IS NULL OR org_id = ANY($4)) AND ($5::text[] IS NULL OR billing_account_id = ANY($5)) AND ($6::text IS NULL OR metric = $6) ORDER BY key`,
-    params,
-  );
-  const keys = res.rows.map((x) => parseKeyString(x.key));
+  const keys = (await keysWithActivity(d.database, filterOf(r, []))).map(parseKeyString);
   const hour = hourStart((d.now ?? Date.now)(), d.time.hourMs);
   const changes: OperationChange[] = [];
   for (const key of keys) {
@@ -204,25 +197,13 @@ export async function retryRemittances(d: OperationDeps, r: OperationRequest): P
     await resumeKeys(d.database.pool, uniqueKeys(changes.map((c) => c.key)).map(keyString)); // before the recomputations below
     for (const x of rows) {
       const id = x.recordId ? x.workflowId : null;
-      const signalled = id && (started.has(id) || (d.temporal && (await signalIfWaiting(d.temporal.client, id, r.actor))));
+      const signalled = id && (started.has(id) || (d.temporal && (await signalRetryIfRunning(d.temporal.client, id, { actor: r.actor, reason: 'retry requested through the API' }))));
       if (signalled) started.add(id);
       else rest.push(keyOf(x));
     }
     await markKeysOwing(d.database.pool, uniqueKeys(rest).map(keyString));
   }
   return finish(d, 'retry', r, changes, [...started], uniqueKeys(rest).length);
-}
-
-async function signalIfWaiting(client: Client, workflowId: string, actor: string): Promise<boolean> {
-  try {
-    const h = client.workflow.getHandle(workflowId);
-    const desc = await h.describe();
-    if (desc.status.name !== 'RUNNING') return false;
-    await h.signal(retrySignal, { actor, reason: 'retry requested through the API' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function finish(d: OperationDeps, action: OperationResult['action'], r: OperationRequest, changes: OperationChange[], started: string[], owing: number): Promise<OperationResult> {

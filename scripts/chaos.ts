@@ -54,7 +54,7 @@ import { temporal } from '@temporalio/proto';
 import { monthOf, monthStartMs, previousMonth } from '../domain/time';
 import type { FaultKind } from './emulators/faults';
 import { SA } from '../workflows/definitions';
-import { sweepScheduleId } from '../workers/worker';
+import { sweepScheduleId } from '../workflows/definitions';
 import { startTestStack, type TestStack } from './lib/stack-harness';
 import { startCluster, type Cluster } from './lib/cluster';
 import { startPostgres, type PostgresServer } from './lib/postgres';

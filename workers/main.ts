@@ -2,7 +2,7 @@
 // production runs as many as needed). Applies migrations, ensures the sweep schedule, runs.
 
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
-import { loadConfig, timeSettings } from '../config/env';
+import { loadConfig } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
 import { loadCatalog } from '../domain/catalog';
@@ -42,7 +42,7 @@ async function main() {
   await untilReady('the database', () => migrate(databaseUrl), log);
   const database = openDatabase(cfg.databaseUrl, { applicationName: 'remit-worker', max: 60 });
   const catalog = loadCatalog(cfg.catalogPath);
-  const time = timeSettings(cfg.time);
+  const time = cfg.time;
   const temporal = await untilReady(`Temporal at ${describeTemporal(cfg.temporal)}`, () => connectTemporal(cfg), log);
   const marketplaces = await createMarketplaceGateway(cfg, log, { database });
   // A bundle built at image build time (scripts/bundle-workflows.ts); unset: bundle workflows/ now.

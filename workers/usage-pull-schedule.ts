@@ -11,11 +11,7 @@ import { Client, ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapP
 import type { TimeSettings } from '../config/env';
 import { parseInstant } from '../domain/instant';
 import { DEFAULT_BACKFILL_LIMIT, DEFAULT_LAG_HOURS, type UsagePullInput } from '../workflows/usage-pull';
-
-/** One pull schedule per task queue, so that several deployments (or tests) can share a namespace. */
-export function usagePullScheduleId(taskQueue: string): string {
-  return `remit-usage-pull/${taskQueue}`;
-}
+import { WORKFLOW_TYPE, usagePullScheduleId } from '../workflows/definitions';
 
 export interface UsagePullSettings {
   lagHours: number;
@@ -53,7 +49,7 @@ export async function ensureUsagePullSchedule(client: Client, taskQueue: string,
   const spec = { intervals: [{ every: time.hourMs, offset }] };
   const action = {
     type: 'startWorkflow' as const,
-    workflowType: 'usagePullWorkflow',
+    workflowType: WORKFLOW_TYPE.usagePull,
     workflowId: usagePullScheduleId(taskQueue),
     taskQueue,
     args: [usagePullInput(time, settings)],

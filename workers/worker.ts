@@ -10,15 +10,11 @@ import type { Catalog } from '../domain/catalog';
 import type { Logger } from '../lib/log';
 import { connectClient, connectNativeConnection } from '../lib/temporal-connection';
 import { startRecordWorkflow } from '../workflows/client';
+import { WORKFLOW_TYPE, sweepScheduleId } from '../workflows/definitions';
 import { createUsagePullActivities } from '../activities/usage-pull';
 import { prometheusSourceFromEnv } from '../usage/prometheus';
 import type { UsageSource } from '../usage/source';
 import type { MarketplaceGateway } from '../marketplaces';
-
-/** One sweep schedule per task queue, so that several deployments (or tests) can share a namespace. */
-export function sweepScheduleId(taskQueue: string): string {
-  return `remit-sweep/${taskQueue}`;
-}
 
 export interface WorkerDeps {
   connection: NativeConnection;
@@ -79,12 +75,12 @@ export async function ensureSweepSchedule(client: Client, taskQueue: string, tim
     await client.schedule.create({
       scheduleId,
       spec,
-      action: { type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] },
+      action: { type: 'startWorkflow', workflowType: WORKFLOW_TYPE.sweep, taskQueue, args: [] },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(time.hourMs, 60_000) },
     });
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: { ...prev.action, type: 'startWorkflow', workflowType: 'sweepWorkflow', taskQueue, args: [] } }));
+    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action: { ...prev.action, type: 'startWorkflow', workflowType: WORKFLOW_TYPE.sweep, taskQueue, args: [] } }));
   }
 }
 

@@ -1,11 +1,13 @@
-// Client-side helper for remittance workflows: the sweep that closes an hour starts one workflow
-// per marketplace record (and per account, product and metric whose usage went to no record).
-// Starting is idempotent: a workflow id already started (a retried close) is left alone, and a
-// closed one is never redone by a start (operators use signals or the reset API).
+// Client-side helpers for remittance workflows (the worker's close activity, the API, the CLI),
+// typed against the workflows they start and signal. The sweep that closes an hour starts one
+// workflow per marketplace record (and per account, product and metric whose usage went to no
+// record). Starting is idempotent: a workflow id already started (a retried close) is left alone,
+// and a closed one is never redone by a start (operators use signals or the reset API).
 
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { SA, type RemittanceStatus } from './definitions';
-import type { RecordWorkflowInput } from './remittance';
+import type { RemittanceStatus } from '../domain/lifecycle';
+import { SA, WORKFLOW_TYPE, retrySignal, type OperatorSignalInput } from './definitions';
+import type { marketplaceRecordWorkflow, RecordWorkflowInput } from './remittance';
 
 export interface RecordStart {
   workflowId: string;
@@ -34,7 +36,7 @@ export interface RecordStarterOptions {
 export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStart): Promise<boolean> {
   const a = s.attributes;
   try {
-    await o.client.workflow.start('marketplaceRecordWorkflow', {
+    await o.client.workflow.start<typeof marketplaceRecordWorkflow>(WORKFLOW_TYPE.record, {
       workflowId: s.workflowId,
       taskQueue: o.taskQueue,
       args: [s.input],
@@ -56,5 +58,21 @@ export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStar
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
     throw err;
+  }
+}
+
+/**
+ * Signal `retry` to a record workflow that is still running (waiting on a failed send); false when
+ * it has finished or does not exist, so that the caller recomputes the key instead.
+ */
+export async function signalRetryIfRunning(client: Client, workflowId: string, input: OperatorSignalInput): Promise<boolean> {
+  try {
+    const h = client.workflow.getHandle<typeof marketplaceRecordWorkflow>(workflowId);
+    const desc = await h.describe();
+    if (desc.status.name !== 'RUNNING') return false;
+    await h.signal(retrySignal, input);
+    return true;
+  } catch {
+    return false;
   }
 }

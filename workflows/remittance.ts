@@ -35,9 +35,9 @@ import {
   retrySignal,
   stateQuery,
   type OperatorSignalInput,
-  type RemittanceStatus,
   type RemittanceView,
 } from './definitions';
+import type { RemittanceStatus } from '../domain/lifecycle';
 
 export interface RecordWorkflowInput {
   /** The marketplace record to send; absent when the hour's usage could not go to a record. */

@@ -8,7 +8,7 @@ import { oneLine, plural, printJson, table } from '../format';
 import { apiSettings, caFile, databaseUrl, loadStack, redactUrl, requireFile, type LocalStack } from '../stack';
 import { openDatabase } from '../../db/client';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
-import { timeConfigFromEnv, timeSettings, type TimeSettings } from '../../config/env';
+import { timeSettingsFromEnv, type TimeSettings } from '../../config/env';
 import { auditLedger, type AuditReport, type MarketplaceRecord, type Violation } from '../../operations/audit';
 
 type Mp = 'aws' | 'azure';
@@ -153,7 +153,7 @@ function timeOf(io: Io, stack: LocalStack | undefined): TimeSettings {
   const env = { ...io.env };
   if (!env.REMIT_HOUR_SECONDS && stack?.hourSeconds) env.REMIT_HOUR_SECONDS = String(stack.hourSeconds);
   try {
-    return timeSettings(timeConfigFromEnv(env));
+    return timeSettingsFromEnv(env);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

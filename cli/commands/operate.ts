@@ -7,30 +7,17 @@ import { API_OPTIONS, JSON_OPTION, bool, instant, list, listOf, required, str, U
 import { ApiClient } from '../api';
 import { plural, printJson, table } from '../format';
 import { apiSettings, loadStack } from '../stack';
+import { RESETTABLE, RETRYABLE } from '../../domain/lifecycle';
+import type { OperationChange, OperationResult } from '../../operations';
 
-type Action = 'reset' | 'recalculate' | 'retry';
-
-interface Change {
-  key: { billingProvider: string; billingAccountId: string; orgId: string; productTag: string; metric: string; sla: string; usage: string };
-  remittanceId?: string;
-  remittanceHour?: string;
-  status?: string;
-  quantity: number;
-  claim?: string;
-  action: string;
-}
-
-interface Result {
-  action: Action;
-  dryRun: boolean;
-  changes: Change[];
-  started: string[];
-  auditId: number;
-}
+/** What the API answers (operations/index.ts). */
+type Result = OperationResult;
+type Action = Result['action'];
+type Change = OperationChange;
 
 const WHAT: Record<Action, { does: string; verb: string; detail: string }> = {
   reset: {
-    does: 'Void what was recorded as remitted (Succeeded, Gratis) in the range, so that it is billed again in the current hour. Records in flight (Pending, Sending) are never voided.',
+    does: `Void what was recorded as remitted (${RESETTABLE.join(', ')}) in the range, so that it is billed again in the current hour. Records in flight (Pending, Sending) are never voided.`,
     verb: 'void',
     detail: 'Use it when the marketplace lost or refunded records the ledger counts as billed.',
   },
@@ -136,7 +123,7 @@ function requestBody(action: Action, v: Values): RequestBody {
   const orgIds = list(v, 'orgs');
   const billingAccountIds = list(v, 'accounts');
   if ((orgIds === undefined) === (billingAccountIds === undefined)) throw new UsageError('give exactly one of --orgs and --accounts');
-  const status = action === 'retry' ? listOf(v, 'status', ['Failed', 'Expired'] as const) : undefined;
+  const status = action === 'retry' ? listOf(v, 'status', RETRYABLE) : undefined;
   return {
     productTag,
     start: start.toISOString(),

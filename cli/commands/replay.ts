@@ -7,11 +7,10 @@ import { JSON_OPTION, CliError, UsageError, bool, int, oneOf, required, str, typ
 import { plural, printJson, shellQuote, table } from '../format';
 import { loadStack, temporalSettings } from '../stack';
 import { defaultActor } from './operate';
-import { SA, recalculateSignal, resetSignal, retrySignal, type OperatorSignalInput } from '../../workflows/definitions';
+import { SA, WORKFLOW_TYPE, recalculateSignal, resetSignal, retrySignal, type OperatorSignalInput } from '../../workflows/definitions';
 
 const SIGNALS = { retry: retrySignal, recalculate: recalculateSignal, reset: resetSignal } as const;
 type SignalName = keyof typeof SIGNALS;
-const WORKFLOW_TYPE = 'marketplaceRecordWorkflow';
 
 interface Target {
   workflowId: string;
@@ -78,8 +77,8 @@ Example:
     const stack = loadStack(str(v, 'stack'), io);
     const t = temporalSettings({ address: str(v, 'temporal-address'), namespace: str(v, 'namespace') }, io, stack);
 
-    const listQuery = `WorkflowType="${WORKFLOW_TYPE}" AND (${query})`;
-    const signalQuery = `WorkflowType="${WORKFLOW_TYPE}" AND ExecutionStatus="Running" AND (${query})`;
+    const listQuery = `WorkflowType="${WORKFLOW_TYPE.record}" AND (${query})`;
+    const signalQuery = `WorkflowType="${WORKFLOW_TYPE.record}" AND ExecutionStatus="Running" AND (${query})`;
     const temporalCommand = [t.cli, 'workflow', 'signal', '--address', t.address, '--namespace', t.namespace, '--query', signalQuery, '--name', signal, '--input', JSON.stringify(input), '--reason', input.reason ?? signal, '--yes'].map(shellQuote).join(' ');
 
     const { Client } = await import('@temporalio/client'); // loaded only here: --help stays fast

@@ -8,7 +8,7 @@ import { GROUP_BY } from '../../db/reports';
 import { remittancesCsvHeader, remittancesCsvRows } from '../../lib/remittance-csv';
 import { MARKETPLACES } from '../../domain/key';
 import type { RemittanceCsvItem } from '../../lib/remittance-csv';
-import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+import { REMITTANCE_STATUSES, STATUS_GROUPS } from '../../domain/lifecycle';
 
 /** One item of GET /v1/remittances: the fields the CSV has too, and the key's parked state. */
 export interface RemittanceItem extends RemittanceCsvItem {
@@ -21,10 +21,26 @@ interface Summary {
   groups: Array<Record<string, unknown> & { status: string; remittances: number; quantity: number; claim: string }>;
 }
 
-const REMITTED = ['Succeeded'];
-const IN_FLIGHT = ['Pending', 'Sending'];
-const NOT_REMITTED = ['Failed', 'Expired', 'Voided', 'WaitingForContract'];
-const NOT_DUE = ['NothingDue', 'Gratis'];
+/** The summary's lines: every status group of domain/lifecycle.ts, so that no status is left out. */
+const SUMMARY_LINES: Array<{ label: string; statuses: readonly string[]; note: string }> = [
+  { label: 'remitted', statuses: STATUS_GROUPS.remitted, note: 'accepted by the marketplace' },
+  { label: 'unconfirmed', statuses: STATUS_GROUPS.unconfirmed, note: 'sent, the answer lost: counted as remitted; `remit audit` checks the marketplace has it' },
+  { label: 'in flight', statuses: STATUS_GROUPS.inFlight, note: 'not settled yet' },
+  { label: 'not remitted', statuses: STATUS_GROUPS.billedLater, note: 'see the reason below; the amount is billed in a later hour of the key' },
+  { label: 'nothing due', statuses: STATUS_GROUPS.notDue, note: 'nothing to send' },
+];
+
+/** The summary lines under the totals: billing units and remittances per status group. */
+export function summaryLines(totals: Summary['totals']): string[] {
+  const out: string[] = [];
+  for (const { label, statuses, note } of SUMMARY_LINES) {
+    const xs = REMITTANCE_STATUSES.filter((s) => statuses.includes(s) && totals[s]);
+    const n = xs.reduce((a, s) => a + totals[s]!.remittances, 0);
+    const q = xs.reduce((a, s) => a + totals[s]!.quantity, 0);
+    if (n > 0) out.push(`  ${label.padEnd(14)}${plural(q, 'billing unit')} in ${plural(n, 'remittance')} (${xs.map((s) => `${s} ${totals[s]!.remittances}`).join(', ')}): ${note}`);
+  }
+  return out;
+}
 
 export const report: Command = {
   name: 'report',
@@ -139,20 +155,7 @@ Examples:
     io.out('Totals by status:');
     for (const l of table(['STATUS', 'REMITTANCES', 'QUANTITY', 'CLAIM'], statuses.map((s) => [s, summary.totals[s]!.remittances, summary.totals[s]!.quantity, summary.totals[s]!.claim]), { indent: '  ' })) io.out(l);
     io.out('');
-    const sum = (set: string[]) => {
-      const xs = statuses.filter((s) => set.includes(s));
-      const n = xs.reduce((a, s) => a + summary.totals[s]!.remittances, 0);
-      const q = xs.reduce((a, s) => a + summary.totals[s]!.quantity, 0);
-      return { n, q, parts: xs.map((s) => `${s} ${summary.totals[s]!.remittances}`).join(', ') };
-    };
-    const line = (label: string, set: string[], note: string) => {
-      const x = sum(set);
-      if (x.n > 0) io.out(`  ${label.padEnd(14)}${plural(x.q, 'billing unit')} in ${plural(x.n, 'remittance')} (${x.parts})${note ? `: ${note}` : ''}`);
-    };
-    line('remitted', REMITTED, 'accepted by the marketplace');
-    line('in flight', IN_FLIGHT, 'not settled yet');
-    line('not remitted', NOT_REMITTED, 'see the reason below; the amount is billed in a later hour of the key');
-    line('nothing due', NOT_DUE, 'nothing to send');
+    for (const l of summaryLines(summary.totals)) io.out(l);
 
     if (groupBy?.length) {
       io.out('');
@@ -177,9 +180,9 @@ export function why(i: RemittanceItem): string {
   if (i.errorCode) parts.push(`[${i.errorCode}]`);
   if (i.reason && i.status !== 'Succeeded') parts.push(oneLine(i.reason));
   else if (!i.receiptId && i.lastError) parts.push(`last error: ${oneLine(i.lastError)}`);
-  if (NOT_REMITTED.includes(i.status)) {
+  if ((STATUS_GROUPS.billedLater as readonly string[]).includes(i.status)) {
     parts.push(i.rebilledBy ? `-> rebilled by ${i.rebilledBy.remittanceHour} (${i.rebilledBy.status}, ${i.rebilledBy.remittanceId})` : '-> not billed by a later hour yet');
   }
-  if (IN_FLIGHT.includes(i.status) && i.deadline) parts.push(`deadline ${i.deadline}${i.attempts ? `, ${plural(i.attempts, 'attempt')}` : ''}`);
+  if ((STATUS_GROUPS.inFlight as readonly string[]).includes(i.status) && i.deadline) parts.push(`deadline ${i.deadline}${i.attempts ? `, ${plural(i.attempts, 'attempt')}` : ''}`);
   return parts.join(' ');
 }

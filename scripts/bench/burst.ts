@@ -15,7 +15,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
-import { loadConfig, timeSettings } from '../../config/env';
+import { loadConfig } from '../../config/env';
 import { hourStart } from '../../domain/time';
 import { REPO_ROOT, stopChild } from '../lib/proc';
 import { ProcessSampler, machineCpu, type ProcessCost } from './procs';
@@ -286,7 +286,7 @@ export async function benchBurst(o: BurstOptions): Promise<BurstRun> {
   for (const v of INHERITED) delete env[v];
   if (o.databaseUrl) env.DATABASE_URL = o.databaseUrl;
   if (profileDir) env.REMIT_PROFILE_DIR = profileDir;
-  const time = timeSettings(loadConfig(env).time);
+  const time = loadConfig(env).time;
   const hourMs = time.hourMs;
   const loadAtStart = loads();
 

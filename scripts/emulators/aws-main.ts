@@ -8,12 +8,12 @@
 //   REMIT_AWS_EMULATOR_DIMENSIONS                     comma-separated; default: the catalog's AWS dimensions
 //   REMIT_AWS_EMULATOR_UNSUBSCRIBED                   comma-separated customer account ids
 
-import { timeConfigFromEnv } from '../../config/env';
+import { timeSettingsFromEnv } from '../../config/env';
 import { startAwsEmulator } from './aws';
 import { catalogDimensions, envInt, envList, runEmulatorMain } from './run-main';
 
 async function start() {
-  const time = timeConfigFromEnv();
+  const time = timeSettingsFromEnv();
   const port = envInt('REMIT_AWS_EMULATOR_PORT', envInt('REMIT_EMULATOR_PORT', 4566));
   const host = process.env.REMIT_EMULATOR_HOST || '127.0.0.1';
   const dimensions = envList('REMIT_AWS_EMULATOR_DIMENSIONS') ?? catalogDimensions('aws');
@@ -21,12 +21,12 @@ async function start() {
     port,
     host,
     hourMs: time.hourMs,
-    acceptanceHours: time.awsAcceptanceHours,
+    acceptanceHours: time.acceptanceHours.aws,
     rateLimitPerSecond: envInt('REMIT_AWS_EMULATOR_RATE_LIMIT', 10),
     dimensions,
     unsubscribedCustomers: envList('REMIT_AWS_EMULATOR_UNSUBSCRIBED'),
   });
-  console.log(`AWS Marketplace Metering emulator listening on ${emu.url} (admin: ${emu.url}/_emulator/records, hour = ${time.hourMs / 1000} s, window = ${time.awsAcceptanceHours} h, dimensions: ${dimensions.join(', ')})`);
+  console.log(`AWS Marketplace Metering emulator listening on ${emu.url} (admin: ${emu.url}/_emulator/records, hour = ${time.hourMs / 1000} s, window = ${time.acceptanceHours.aws} h, dimensions: ${dimensions.join(', ')})`);
 
   return [emu];
 }

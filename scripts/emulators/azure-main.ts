@@ -42,11 +42,11 @@ async function start() {
     certPem: certs.certPem,
     keyPem: certs.keyPem,
     hourMs: time.hourMs,
-    acceptanceHours: time.azureAcceptanceHours,
+    acceptanceHours: time.acceptanceHours.azure,
     tenantId: config.azureTenantId,
     dimensions: dimensions.length > 0 ? dimensions : undefined,
   });
-  console.log(`Azure Marketplace Metering emulator listening on ${azure.url} (admin: ${azure.url}/_emulator/records, hour = ${time.hourMs / 1000} s, window = ${time.azureAcceptanceHours} h, dimensions: ${dimensions.join(', ')})`);
+  console.log(`Azure Marketplace Metering emulator listening on ${azure.url} (admin: ${azure.url}/_emulator/records, hour = ${time.hourMs / 1000} s, window = ${time.acceptanceHours.azure} h, dimensions: ${dimensions.join(', ')})`);
   console.log(`Microsoft Entra emulator listening on ${entra.url} (tenant ${config.azureTenantId}, client ${config.azureClientId}${config.azureClientSecret ? '' : ', secret local-emulator-secret'})`);
   console.log(`Trust the local CA explicitly: REMIT_EXTRA_CA_CERT_FILE=${certs.caFile}`);
 

@@ -7,14 +7,15 @@ import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
-import { loadConfig, timeSettings, type RemitConfig, type TimeSettings } from '../../config/env';
+import { loadConfig, type RemitConfig, type TimeSettings } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
 import { loadCatalog, type Catalog } from '../../domain/catalog';
 import { startAwsEmulator, type AwsEmulator } from '../emulators/aws';
 import { createLogger } from '../../lib/log';
 import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketplaces';
-import { connectTemporal, createRemittanceWorker, ensureSweepSchedule, sweepScheduleId } from '../../workers/worker';
+import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from '../../workers/worker';
+import { sweepScheduleId } from '../../workflows/definitions';
 import { createTestDatabase } from './test-database';
 import { APP, TENANT, startAzureStack, type AzureStack } from './azure-stack';
 import { auditLedger, type AuditReport } from '../../operations/audit';
@@ -96,7 +97,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
     REMIT_EXTRA_CA_CERT_FILE: azure.certs.caFile,
     ...o.env,
   });
-  const time = timeSettings(config.time);
+  const time = config.time;
   const catalog = loadCatalog(config.catalogPath);
   const log = createLogger('test', process.env.LOG_LEVEL || 'error');
   const taskQueue = `test-${randomUUID()}`;

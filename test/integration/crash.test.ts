@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
-import { loadConfig, timeSettings } from '../../config/env';
+import { loadConfig } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
 import { loadCatalog } from '../../domain/catalog';
@@ -47,7 +47,7 @@ const tokens = { ingest: 'crash-ingest', operator: 'crash-operator' };
 let env: NodeJS.ProcessEnv;
 const catalog = loadCatalog();
 const cfgEnv = { REMIT_HOUR_SECONDS: String(HOUR_MS / 1000), REMIT_GRACE_HOURS: '0.25', REMIT_AWS_ACCEPTANCE_HOURS: '30' };
-const time = timeSettings(loadConfig({ ...cfgEnv }).time);
+const time = loadConfig({ ...cfgEnv }).time;
 
 function startWorker(extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'workers', 'main.ts')], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -13,7 +13,7 @@ import { openDatabase, type Database } from '../../db/client';
 import { loadCatalog } from '../../domain/catalog';
 import { MARKETPLACES } from '../../domain/key';
 import { createLogger } from '../../lib/log';
-import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../../domain/lifecycle';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 import { alertTestSeries, groupingLabels, isTemporalSdkMetric, literalValues, loadDashboard, metricNames, opsExpressions, parseExposition, selectors, type Exposition } from '../helpers/promql';
 

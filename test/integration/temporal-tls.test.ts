@@ -19,7 +19,7 @@ import { freePort } from '../../scripts/lib/proc';
 import { applyTemporalSchema, ensureTemporalServer, makeTemporalCerts, startTemporalServer, type RunningTemporalServer, type TemporalCerts } from '../../scripts/lib/temporal-server';
 import { testDatabaseServerUrl } from '../../scripts/lib/test-database';
 import { eventually, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
-import { sweepScheduleId } from '../../workers/worker';
+import { sweepScheduleId } from '../../workflows/definitions';
 
 const HOUR_MS = 3000;
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'remit.mjs');

@@ -28,7 +28,8 @@ import { startPrometheus, type PrometheusServer } from '../../scripts/lib/promet
 import { createLogger } from '../../lib/log';
 import { createPrometheusSource, loadUsageQueries, parseUsageQueries, type PrometheusSource } from '../../usage/prometheus';
 import { UsageReadError } from '../../usage/source';
-import { deleteUsagePullSchedule, ensureUsagePullSchedule, usagePullScheduleId } from '../../workers/usage-pull-schedule';
+import { deleteUsagePullSchedule, ensureUsagePullSchedule } from '../../workers/usage-pull-schedule';
+import { usagePullScheduleId } from '../../workflows/definitions';
 import type { UsagePullInput, UsagePullResult } from '../../workflows/usage-pull';
 import { eventually, startTestStack, workflowBundle, type TestStack } from '../../scripts/lib/stack-harness';
 

@@ -12,6 +12,7 @@ import { computeRemittance, type EarlierRemittance } from '../../domain/billing'
 import { lookupMetric, parseCatalog, type CatalogMetric } from '../../domain/catalog';
 import type { Contract } from '../../domain/contracts';
 import { Decimal } from '../../domain/decimal';
+import type { RemittanceStatus } from '../../domain/lifecycle';
 
 const HOUR_MS = 3_600_000;
 const PERIOD = '2026-03';
@@ -60,8 +61,8 @@ function owedOracle(thousandths: bigint, bf: string, coverageK = 0n): bigint {
   return num <= 0n ? 0n : (num + den - 1n) / den;
 }
 
-type Outcome = 'succeeded' | 'failed' | 'expired' | 'pending' | 'sending' | 'unknown';
-type Step = { kind: 'tallies'; count: number } | { kind: 'compute' } | { kind: 'resolve'; index: number; to: 'succeeded' | 'failed' | 'expired' } | { kind: 'void'; index: number };
+type Outcome = 'Succeeded' | 'Failed' | 'Expired' | 'Pending' | 'Sending' | 'Unconfirmed';
+type Step = { kind: 'tallies'; count: number } | { kind: 'compute' } | { kind: 'resolve'; index: number; to: 'Succeeded' | 'Failed' | 'Expired' } | { kind: 'void'; index: number };
 
 interface Scenario {
   bf: string;
@@ -77,7 +78,7 @@ interface Scenario {
   outcomes: Outcome[];
 }
 
-const outcome = fc.constantFrom<Outcome>('succeeded', 'succeeded', 'succeeded', 'failed', 'failed', 'expired', 'pending', 'sending', 'unknown');
+const outcome = fc.constantFrom<Outcome>('Succeeded', 'Succeeded', 'Succeeded', 'Failed', 'Failed', 'Expired', 'Pending', 'Sending', 'Unconfirmed');
 
 const scenario: fc.Arbitrary<Scenario> = fc.record({
   bf: fc.constantFrom('1', '0.5', '0.25', '0.3333'),
@@ -99,7 +100,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     fc.oneof(
       { weight: 4, arbitrary: fc.record({ kind: fc.constant('tallies' as const), count: fc.integer({ min: 1, max: 4 }) }) },
       { weight: 4, arbitrary: fc.constant({ kind: 'compute' as const }) },
-      { weight: 2, arbitrary: fc.record({ kind: fc.constant('resolve' as const), index: fc.nat(), to: fc.constantFrom('succeeded' as const, 'failed' as const, 'expired' as const) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('resolve' as const), index: fc.nat(), to: fc.constantFrom('Succeeded' as const, 'Failed' as const, 'Expired' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('void' as const), index: fc.nat() }) },
     ),
     { maxLength: 60 },
@@ -108,7 +109,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
 });
 
 interface LedgerEntry extends EarlierRemittance {
-  status: string;
+  status: RemittanceStatus;
   bill: number;
 }
 
@@ -137,7 +138,7 @@ function run(s: Scenario) {
   let outcomeIndex = 0;
   let waits = 0;
 
-  const counted = () => ledger.filter((e) => !['failed', 'expired', 'voided'].includes(e.status)).reduce((a, e) => a + BigInt(e.bill), 0n);
+  const counted = () => ledger.filter((e) => !['Failed', 'Expired', 'Voided'].includes(e.status)).reduce((a, e) => a + BigInt(e.bill), 0n);
   const mtdThousandths = () => [...current.values()].reduce((a, v) => a + BigInt(v), 0n);
 
   const compute = (evaluatedAtMs: number, settle: boolean) => {
@@ -157,7 +158,7 @@ function run(s: Scenario) {
       assert.equal(before + BigInt(d.bill), owed, `bill ${d.bill} on top of ${before} with ${owed} owed`);
       assert.equal(d.kind, s.flavor === 'gratis' ? 'gratis' : 'bill');
       assert.ok(Decimal.parse(d.claim).mul(Decimal.parse(s.bf)).gte(Decimal.fromBigInt(BigInt(d.bill))));
-      const status: Outcome | 'gratis' = d.kind === 'gratis' ? 'gratis' : settle ? 'succeeded' : s.outcomes[outcomeIndex++ % s.outcomes.length]!;
+      const status: Outcome | 'Gratis' = d.kind === 'gratis' ? 'Gratis' : settle ? 'Succeeded' : s.outcomes[outcomeIndex++ % s.outcomes.length]!;
       ledger.push({ status, bill: d.bill, claim: d.claim, gratis: d.kind === 'gratis' });
     } else {
       assert.equal(d.kind, 'nothing_due', JSON.stringify(d));
@@ -176,14 +177,14 @@ function run(s: Scenario) {
     } else if (step.kind === 'compute') {
       if (current.size > 0) compute(latestHourMs(), false);
     } else if (step.kind === 'resolve') {
-      const open = ledger.filter((e) => ['pending', 'sending', 'unknown'].includes(e.status));
+      const open = ledger.filter((e) => ['Pending', 'Sending', 'Unconfirmed'].includes(e.status));
       const e = open[step.index % Math.max(open.length, 1)];
       if (e) e.status = step.to;
     } else {
       // An operator voids a remitted amount: it is billed again.
-      const done = ledger.filter((e) => e.status === 'succeeded');
+      const done = ledger.filter((e) => e.status === 'Succeeded');
       const e = done[step.index % Math.max(done.length, 1)];
-      if (e) e.status = 'voided';
+      if (e) e.status = 'Voided';
     }
   }
 
@@ -191,12 +192,12 @@ function run(s: Scenario) {
   // then the marketplace is healthy and the month is computed (at its last hour, as late
   // tallies are) until nothing is due.
   for (; received < arrivals.length; received++) current.set(arrivals[received]!.hour, arrivals[received]!.thousandths);
-  for (const e of ledger) if (['pending', 'sending', 'unknown'].includes(e.status)) e.status = s.outcomes[outcomeIndex++ % s.outcomes.length] === 'succeeded' ? 'succeeded' : 'failed';
+  for (const e of ledger) if (['Pending', 'Sending', 'Unconfirmed'].includes(e.status)) e.status = s.outcomes[outcomeIndex++ % s.outcomes.length] === 'Succeeded' ? 'Succeeded' : 'Failed';
   for (let i = 0; i < 3; i++) compute(LAST_HOUR, true);
 
   const finalK = s.hours.reduce((a, h) => a + BigInt(h.final), 0n);
   assert.equal(mtdThousandths(), finalK);
-  const billed = ledger.filter((e) => e.status === 'succeeded' || e.status === 'gratis').reduce((a, e) => a + BigInt(e.bill), 0n);
+  const billed = ledger.filter((e) => e.status === 'Succeeded' || e.status === 'Gratis').reduce((a, e) => a + BigInt(e.bill), 0n);
   assert.equal(billed, owedOracle(finalK, s.bf, coverageK), `month billed ${billed}, owed ceil(${finalK}/1000 x ${s.bf} - ${coverageK}/1000)`);
   return { waits, records: ledger.length };
 }
@@ -219,7 +220,7 @@ void test('property: every billing factor and product flavor is exercised (the g
       const r = run(s);
       seen.add(`${s.bf}/${s.flavor}`);
       waited += r.waits > 0 ? 1 : 0;
-      rebilled += s.outcomes.some((o) => o === 'failed' || o === 'expired') && r.records > 1 ? 1 : 0;
+      rebilled += s.outcomes.some((o) => o === 'Failed' || o === 'Expired') && r.records > 1 ? 1 : 0;
     }),
     { numRuns: 300, seed: 42 },
   );
@@ -240,7 +241,7 @@ void test('a hand-made month: failures at the very end of the month are billed a
     ],
     order: [0.1, 0.2, 0.3, 0.4, 0.5],
     steps: [{ kind: 'tallies', count: 5 }, { kind: 'compute' }, { kind: 'compute' }],
-    outcomes: ['failed', 'expired'],
+    outcomes: ['Failed', 'Expired'],
   };
   const r = run(s);
   // First computation fails; the replayed computation bills it again (expires); the settled

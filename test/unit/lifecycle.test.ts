@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canMove, NOT_REMITTED, RECOMPUTABLE, sourcesOf, TRANSITIONS } from '../../domain/lifecycle';
-import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+import { canMove, COUNTS_AS_REMITTED, NOT_REMITTED, RECOMPUTABLE, REMITTANCE_STATUSES, RESETTABLE, sourcesOf, STATUS_GROUPS, TRANSITIONS } from '../../domain/lifecycle';
 
 describe('remittance lifecycle', () => {
   it('covers every status of the vocabulary', () => {
@@ -30,5 +29,19 @@ describe('remittance lifecycle', () => {
   it('reaches Succeeded only from a send in flight, or from one whose answer was lost', () => {
     assert.deepEqual(sourcesOf('Succeeded'), ['Sending', 'Unconfirmed']);
     assert.equal(NOT_REMITTED.includes('Unconfirmed'), false, 'an unconfirmed send counts: billing it again could bill twice');
+  });
+  it('puts every status in exactly one report group', () => {
+    const grouped = Object.values(STATUS_GROUPS).flat();
+    assert.deepEqual([...grouped].sort(), [...REMITTANCE_STATUSES].sort());
+  });
+  it('counts as remitted exactly what is not billed again', () => {
+    for (const s of REMITTANCE_STATUSES) assert.notEqual(COUNTS_AS_REMITTED.includes(s), NOT_REMITTED.includes(s), s);
+  });
+  it('resets only what was recorded as remitted and may be voided', () => {
+    for (const s of RESETTABLE) {
+      assert.ok(canMove(s, 'Voided'), s);
+      assert.ok(COUNTS_AS_REMITTED.includes(s), s);
+    }
+    for (const s of STATUS_GROUPS.inFlight) assert.equal(RESETTABLE.includes(s), false, s);
   });
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { ERROR_CODES } from '../../marketplaces/types';
-import { REMITTANCE_STATUSES } from '../../workflows/definitions';
+import { REMITTANCE_STATUSES } from '../../domain/lifecycle';
 import { groupingLabels, loadAlertGroups, loadDashboard, metricNames, readRepoFile as read, selectors, type AlertRule } from '../helpers/promql';
 
 // ---------------------------------------------------------------------------------------------
