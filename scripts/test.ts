@@ -10,11 +10,13 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
 import { ensureTemporalCli, ensureTimeSkippingServer, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 import { ensureTemporalServer } from './lib/temporal-server';
+import { PREBUILT_BUNDLE_ENV, buildWorkflowBundle, writeWorkflowBundle } from '../test/helpers/workflow-bundle';
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
 
@@ -55,10 +57,11 @@ async function main(): Promise<number> {
   let postgres: PostgresServer | undefined;
   let temporal: DevServer | undefined;
   let runner: ChildProcess | undefined;
+  let bundleDir: string | undefined;
   let tearingDown: Promise<void> | undefined;
   const teardown = () =>
     (tearingDown ??= (async () => {
-      const results = await Promise.allSettled([temporal?.stop(), postgres?.stop()]);
+      const results = await Promise.allSettled([temporal?.stop(), postgres?.stop(), bundleDir ? fs.promises.rm(bundleDir, { recursive: true, force: true }) : undefined]);
       for (const r of results) if (r.status === 'rejected') process.stderr.write(`[test tear-down] ${String(r.reason)}\n`);
     })());
 
@@ -92,14 +95,28 @@ async function main(): Promise<number> {
       needsTimeSkipping ? ensureTimeSkippingServer(log) : undefined,
     ]);
     if (interrupted) return 130;
-    const [t, p] = await Promise.allSettled([
+    // The workflow bundle, built once here (while the servers start) rather than by every test
+    // file that runs a worker: webpack costs each of them seconds of CPU.
+    const needsBundle = sources.some((s) => /helpers\/(stack|time-skipping|workflow-bundle)'/.test(s));
+    const bundling = needsBundle
+      ? (async () => {
+          bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-test-bundle-'));
+          const codePath = path.join(bundleDir, 'workflow-bundle.js');
+          await writeWorkflowBundle(await buildWorkflowBundle(), codePath);
+          return codePath;
+        })()
+      : Promise.resolve(undefined);
+    const [t, p, b] = await Promise.allSettled([
       startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
       pgBins ? startPostgres({ binaries: pgBins, log }) : Promise.resolve(undefined),
+      bundling,
     ]);
     if (t.status === 'fulfilled') temporal = t.value;
     if (p.status === 'fulfilled') postgres = p.value;
     if (t.status === 'rejected') throw t.reason;
     if (p.status === 'rejected') throw p.reason;
+    if (b.status === 'rejected') throw b.reason;
+    const bundlePath = b.value;
     if (!temporal) throw new Error('Temporal dev server did not start');
     if (externalDb) log(`PostgreSQL: using TEST_DATABASE_URL from the environment (${externalDb.replace(/\/\/[^@]*@/, '//***@')})`);
     const databaseUrl = externalDb ?? postgres?.url;
@@ -115,6 +132,7 @@ async function main(): Promise<number> {
       TEMPORAL_CLI_PATH: cli.path,
       ...(server ? { TEMPORAL_SERVER_PATH: server.server, TEMPORAL_SQL_TOOL_PATH: server.sqlTool } : {}),
       ...(timeSkipping ? { TEMPORAL_TEST_SERVER_PATH: timeSkipping.path } : {}),
+      ...(bundlePath ? { [PREBUILT_BUNDLE_ENV]: bundlePath } : {}),
     };
     // A developer's shell may point the product at their own stack; tests must never touch it.
     delete env.DATABASE_URL;

@@ -15,8 +15,11 @@ import type { SearchAttributeKey } from '@temporalio/common/lib/search-attribute
 import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { SA, SEARCH_ATTRIBUTE_TYPE_NAMES } from '../../workflows/definitions';
+import { workflowBundle } from './workflow-bundle';
+
+export { workflowBundle };
 
 const EventType = temporal.api.enums.v1.EventType;
 
@@ -49,14 +52,6 @@ export async function startTimeSkipping(): Promise<TestWorkflowEnvironment> {
     searchAttributes: Object.fromEntries(Object.values(SA).map((k) => [k.name, typeIds[`INDEXED_VALUE_TYPE_${SEARCH_ATTRIBUTE_TYPE_NAMES[k.type]!.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()}` as keyof typeof typeIds]])),
   });
   return env;
-}
-
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The product's workflow bundle, built once per test process. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { console.error(m); }, log() {} };
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quiet as never });
-  return bundle;
 }
 
 export interface Call {

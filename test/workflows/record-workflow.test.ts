@@ -144,13 +144,13 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
     });
   });
 
-  it('a send that crashes is retried, and one that hangs is cut at the deadline: markExpired, Expired', async () => {
+  it('a send that crashes is retried, and one that hangs is cut at the deadline: markExpired, Expired', { timeout: 120_000 }, async () => {
     // sendRecord's own retries and timeout run in the worker in real time (below the SDK's local
     // retry threshold): a deadline a few seconds out keeps this short.
     const s = script({
       sendRecord: async (_: unknown, n: number) => {
         if (n < 3) throw new Error('connection refused');
-        await Context.current().sleep(60_000); // the marketplace does not answer
+        await Context.current().sleep(600_000); // the marketplace does not answer; ended by the timeout's cancellation
         return succeeded(n);
       },
       markExpired: () => expired(0),
@@ -158,15 +158,15 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
     await withTaskQueue(async (tq) => {
       const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 6000 });
       const result = await handle.result();
+      const sends = s.callsOf('sendRecord');
+      // Three under normal load; a workflow task that times out on a starved machine re-runs its
+      // local activities, so only the order is exact.
+      assert.ok(sends.length >= 3, `crashed attempts were retried (${sends.length} sends)`);
       assert.deepEqual(
-        s.calls.map((c) => [c.activity, c.input]),
-        [
-          ['sendRecord', { recordId: RECORD }],
-          ['sendRecord', { recordId: RECORD }],
-          ['sendRecord', { recordId: RECORD }],
-          ['markExpired', { recordId: RECORD, reason: 'Retried until the acceptance deadline passed.' }],
-        ],
+        s.calls.filter((c) => c.activity !== 'sendRecord').map((c) => [c.activity, c.input]),
+        [['markExpired', { recordId: RECORD, reason: 'Retried until the acceptance deadline passed.' }]],
       );
+      assert.equal(s.calls.at(-1)!.activity, 'markExpired');
       assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'the hanging attempt was cut at the deadline, not before');
       assert.equal(result.status, 'Expired');
       assert.deepEqual(await shownAttributes(handle), { status: 'Expired', errorCode: 'marketplace_window_expired' });
