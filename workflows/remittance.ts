@@ -159,8 +159,11 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         if (err instanceof ActivityFailure && (err.retryState === RetryState.TIMEOUT || err.cause instanceof TimeoutFailure)) {
           return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
         }
-        if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-          return db.markFailed({ recordId: id, errorCode: 'unknown', reason: err.cause.message });
+        // A local activity's own failure reaches the workflow unwrapped (the SDK records it in
+        // the marker as thrown, without an ActivityFailure around it); a timeout comes wrapped.
+        const failure = err instanceof ActivityFailure ? err.cause : err;
+        if (failure instanceof ApplicationFailure) {
+          return db.markFailed({ recordId: id, errorCode: 'unknown', reason: failure.message });
         }
         throw err;
       }

@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { loadConfig, type RemitConfig, type TimeSettings } from '../../config/env';
@@ -18,9 +18,9 @@ import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from '..
 import { sweepScheduleId } from '../../workflows/definitions';
 import { createTestDatabase } from './test-database';
 import { APP, TENANT, startAzureStack, type AzureStack } from './azure-stack';
+import { workflowBundle } from './workflow-bundle';
 import { auditLedger, type AuditReport } from '../../operations/audit';
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 let runtimeInstalled = false;
 /** Worker and SDK logs at ERROR (activity retries are expected here), so test output shows failures rather than every state change. */
 function installRuntime() {
@@ -28,11 +28,8 @@ function installRuntime() {
   runtimeInstalled = true;
   Runtime.install({ logger: new DefaultLogger((process.env.TEMPORAL_LOG_LEVEL as 'ERROR') || 'ERROR') });
 }
-/** One workflow bundle per test process. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error(m: string) { console.error(m); }, log() {} } as never });
-  return bundle;
-}
+/** One workflow bundle per test process (the one `npm test` prebuilt, when it did). */
+export { workflowBundle };
 
 export interface TestStackOptions {
   hourMs: number;
