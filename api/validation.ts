@@ -61,6 +61,13 @@ export function describeSchemaErrors(errors: SchemaError[], tallies = false): Ar
     if (inUnion(e)) continue;
     const d = describeSchemaError(e, tallies);
     if (e.keyword === 'anyOf' || e.keyword === 'oneOf') {
+      // A value of the right kind for one alternative (an object where an object or null is
+      // allowed) is refused for what is wrong inside it: name that, e.g. the missing field.
+      const inside = errors.filter((b) => inUnion(b) === e && (b.instancePath !== e.instancePath || b.keyword === 'required' || b.keyword === 'additionalProperties'));
+      if (inside.length > 0) {
+        out.push(...inside.map((b) => describeSchemaError(b, tallies)));
+        continue;
+      }
       const branches = [...new Set(errors.filter((b) => inUnion(b) === e).map((b) => describeSchemaError(b).message.replace(/, got .*$/s, '')))];
       d.message = `${branches.join(' or ') || 'matches none of the allowed forms'}, got ${describe(e.data)}`;
     }
