@@ -370,7 +370,8 @@ async function startInfra(o: Options): Promise<Infra> {
   try {
     if (!process.env.TEST_DATABASE_URL) {
       log('TEST_DATABASE_URL is not set: starting a throwaway PostgreSQL ...');
-      postgres = await startPostgres({ log: quiet });
+      // Durable: the soak crashes it, and what it acknowledged must survive, as in production.
+      postgres = await startPostgres({ log: quiet, durable: true });
       process.env.TEST_DATABASE_URL = postgres.url;
     } else log(`PostgreSQL: TEST_DATABASE_URL from the environment (${process.env.TEST_DATABASE_URL.replace(/\/\/[^@]*@/, '//***@')})`);
     if (!process.env.TEMPORAL_ADDRESS) {

@@ -106,7 +106,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   };
   try {
     const binaries = await ensureTemporalServer(say);
-    postgres = await startPostgres({ ...(o.ephemeral ? {} : { dataDir: path.join(o.stateDir, 'pgdata') }), log: say });
+    // Durable even when ephemeral: the cluster's chaos crashes it, and the Temporal server's state and
+    // the ledger must survive that as in production.
+    postgres = await startPostgres({ ...(o.ephemeral ? {} : { dataDir: path.join(o.stateDir, 'pgdata') }), durable: true, log: say });
     const pgUrl = new URL(postgres.url);
     const db = { host: pgUrl.hostname, port: Number(pgUrl.port), user: decodeURIComponent(pgUrl.username) };
     await applyTemporalSchema(binaries.sqlTool, db, say);

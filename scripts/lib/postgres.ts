@@ -228,6 +228,11 @@ export interface StartPostgresOptions {
   binaries?: PostgresBinaries;
   /** Where the server's own log goes: a file next to its socket (default), or this process's stdout/stderr. */
   serverOutput?: 'file' | 'inherit';
+  /**
+   * Durable settings for a temporary cluster too: a harness that crashes the server (chaos) must
+   * not lose what it acknowledged, which `synchronous_commit = off` does on an immediate shutdown.
+   */
+  durable?: boolean;
 }
 
 export interface PostgresServer {
@@ -307,6 +312,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       // Port and socket directory are given per start: a kept data directory may be started on
       // a different free port next time.
       const args = ['-D', dataDir, '-c', `port=${port}`, '-c', `unix_socket_directories=${sockDir}`];
+      if (temporary && opts.durable) for (const setting of ['fsync=on', 'synchronous_commit=on', 'full_page_writes=on']) args.push('-c', setting);
       const launch = () => {
         const out = opts.serverOutput === 'inherit' ? 'inherit' : fs.openSync(logFile, 'a');
         const child = spawnAs(who, bins.postgres, args, out);
