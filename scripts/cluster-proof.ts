@@ -34,6 +34,7 @@ import { temporal as proto } from '@temporalio/proto';
 import { FLOOR_SEARCH_ATTRIBUTE } from './bench/floor-workflow';
 import { measureMinimalWorkflowRate, type FloorRun } from './bench/floor';
 import { connectClient } from '../lib/temporal-connection';
+import { eventually } from './lib/proc';
 import { startCluster, type Cluster } from './lib/cluster';
 import { ROOT } from './lib/services';
 import { ensureTemporalCli } from './lib/temporal-cli';
@@ -45,20 +46,6 @@ const runFile = promisify(execFile);
 const PRODUCT = 'rhel-for-x86-els-payg-addon';
 const RECORD_WORKFLOW = 'marketplaceRecordWorkflow';
 
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(500);
-  }
-}
 
 async function json(url: string, init?: RequestInit): Promise<Record<string, unknown>> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
@@ -109,7 +96,7 @@ async function measureFloor(c: Cluster, n: number): Promise<FloorRun> {
   const { connection, close } = await connectClient(c.temporal);
   try {
     const name = FLOOR_SEARCH_ATTRIBUTE.name;
-    await until(`search attribute ${name} on the cluster`, 60_000, async () => {
+    await eventually(async () => {
       const have = (await connection.operatorService.listSearchAttributes({ namespace: c.temporal.namespace })).customAttributes ?? {};
       if (name in have) return true;
       await connection.operatorService
@@ -118,7 +105,7 @@ async function measureFloor(c: Cluster, n: number): Promise<FloorRun> {
           if (err.code !== 6 /* ALREADY_EXISTS */) throw err;
         });
       return false;
-    });
+    }, 60_000, `search attribute ${name} on the cluster`, 500);
   } finally {
     await close();
   }
@@ -157,12 +144,12 @@ async function restartTemporal(c: Cluster): Promise<number> {
   const t0 = Date.now();
   process.kill(ts, 'SIGTERM');
   log(`restarting the Temporal server (SIGTERM to pid ${ts}; the supervisor starts it again)`);
-  await until('the Temporal server to come back', 180_000, async () => {
+  await eventually(async () => {
     const p = c.pids()['temporal-server'];
     if (p === undefined || p === ts) return false;
     await frontendAnswers(c.temporal);
     return true;
-  });
+  }, 180_000, 'the Temporal server to come back', 500);
   log(`the Temporal server answers again (pid ${c.pids()['temporal-server']}, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   return (Date.now() - t0) / 1000;
 }
@@ -197,12 +184,12 @@ async function killWorker(c: Cluster, accepted: () => Promise<number>): Promise<
   const t0 = Date.now();
   process.kill(w1, 'SIGKILL');
   log(`SIGKILLed worker-1 (pid ${w1}) with ${acceptedAtKill} records accepted; worker-2 carries on alone`);
-  const backPid = await until('the supervisor to restart worker-1', 180_000, async () => {
+  const backPid = await eventually(async () => {
     const p = c.pids()['worker-1'];
     if (p === undefined || p === w1) return undefined;
     const r = await fetch(c.workerMetrics[0]!, { signal: AbortSignal.timeout(2_000) });
     return r.ok ? p : undefined;
-  });
+  }, 180_000, 'the supervisor to restart worker-1', 500);
   const report = { killedPid: w1, acceptedAtKill, backPid, downSeconds: (Date.now() - t0) / 1000, acceptedWhileDown: (await accepted()) - acceptedAtKill };
   log(`worker-1 is back (pid ${backPid}, restarted by the supervisor) after ${report.downSeconds.toFixed(1)} s; meanwhile worker-2 alone had ${report.acceptedWhileDown} more records accepted`);
   return report;
@@ -223,10 +210,10 @@ async function bulkRetry(c: Cluster, aws: string, o: Options, orgId: string, dea
   const query = `WorkflowType="${RECORD_WORKFLOW}" AND ExecutionStatus="Running" AND RemittanceStatus="Failed" AND RemittanceErrorCode="marketplace_customer_not_subscribed" AND OrgId="${orgId}"`;
   const { client, close } = await connectClient(c.temporal);
   try {
-    const failedSeen = await until(`${o.unsubscribed} records refused as not subscribed to show Failed in Temporal`, deadlineMs, async () => {
+    const failedSeen = await eventually(async () => {
       const n = (await client.workflow.count(query)).count;
       return n >= o.unsubscribed ? n : undefined;
-    });
+    }, deadlineMs, `${o.unsubscribed} records refused as not subscribed to show Failed in Temporal`, 500);
     log(`${failedSeen} record workflows match ${query}`);
     await json(`${aws}/_emulator/faults`, { method: 'DELETE' });
     log('subscriptions fixed (AWS emulator faults cleared); retrying them in bulk by query with the temporal CLI ...');
@@ -238,7 +225,7 @@ async function bulkRetry(c: Cluster, aws: string, o: Options, orgId: string, dea
     });
     log(`temporal workflow signal --query: ${`${r.stdout}`.trim().split('\n').slice(-2).join(' ')}`);
     // The batch job runs on the server's system worker: done when nothing matches any more.
-    await until('the batch job to signal every matching workflow', 120_000, async () => (await client.workflow.count(query)).count === 0);
+    await eventually(async () => (await client.workflow.count(query)).count === 0, 120_000, 'the batch job to signal every matching workflow', 500);
     return { failedSeen, signalled: failedSeen, cli: cli.version };
   } finally {
     await close();
@@ -329,7 +316,7 @@ async function prove(c: Cluster, o: Options, started: number): Promise<void> {
 
   type Rec = { customer: string; quantity: number; acceptedAt: string; hour: string };
   const records = async () => ((await json(`${aws}/_emulator/records`)).records as Rec[]).filter((r) => Number(r.customer) >= 100_000_000_000);
-  await until('the first records to reach the marketplace', 10 * hourMs + 120_000, async () => (await records()).length > 0);
+  await eventually(async () => (await records()).length > 0, 10 * hourMs + 120_000, 'the first records to reach the marketplace', 500);
   const firstAt = Date.now();
   const [kill, retry] = await Promise.all([
     killWorker(c, async () => (await records()).length),
@@ -344,14 +331,14 @@ async function prove(c: Cluster, o: Options, started: number): Promise<void> {
   const deadline = Date.now() + 15 * 60_000;
   let summary: Record<string, { remittances: number }>;
   for (;;) {
-    const state = await until(`all ${o.keys} keys to be billed`, Math.max(1, deadline - Date.now()), async () => {
+    const state = await eventually(async () => {
       const billed = new Set((await records()).map((r) => r.customer));
       const s = await json(`${c.apis[1] ?? c.apis[0]}/v1/remittances/summary?orgId=${orgId}`, { headers: { authorization: `Bearer ${c.tokens.operator}` } });
       const totals = s.totals as Record<string, { remittances: number }>;
       if (['Pending', 'Sending', 'Failed'].some((st) => totals[st]?.remittances)) return undefined;
       if (billed.size >= o.keys) return { done: true, totals, billed };
       return totals.Unconfirmed?.remittances ? { done: false, totals, billed } : undefined;
-    });
+    }, Math.max(1, deadline - Date.now()), `all ${o.keys} keys to be billed`, 500);
     summary = state.totals;
     if (state.done) break;
     // Outside `until`: a reset that goes wrong stops the proof at once.

@@ -175,3 +175,19 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
     await exited;
   }
 }
+
+/** Poll every `intervalMs` until `fn` returns a truthy value or the timeout passes (errors count as not yet). */
+export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what = 'condition', intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

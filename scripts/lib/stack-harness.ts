@@ -17,6 +17,7 @@ import { createMarketplaceGateway, type MarketplaceGateway } from '../../marketp
 import { connectTemporal, createRemittanceWorker, ensureSweepSchedule } from '../../workers/worker';
 import { sweepScheduleId } from '../../workflows/definitions';
 import { createTestDatabase } from './test-database';
+export { eventually } from './proc';
 import { APP, TENANT, startAzureStack, type AzureStack } from './azure-stack';
 import { workflowBundle } from './workflow-bundle';
 import { auditLedger, type AuditReport } from '../../operations/audit';
@@ -195,18 +196,3 @@ export async function pastPreviousClose(stack: Pick<TestStack, 'time' | 'current
   }
 }
 
-/** Poll until `fn` returns a truthy value or the timeout passes. */
-export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
