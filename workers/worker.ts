@@ -1,7 +1,7 @@
 // Wires one remittance worker: Temporal connection, task queue, workflows, activities and their
 // dependencies. The only place that knows all of them.
 
-import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import { Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { RemitConfig, TimeSettings } from '../config/env';
@@ -33,13 +33,17 @@ export interface WorkerDeps {
 }
 
 export async function createRemittanceWorker(d: WorkerDeps): Promise<Worker> {
+  // The hour close starts its records' workflows on this worker's own connection, eagerly: the
+  // server returns each first workflow task in the start's answer, so the burst of starts at a
+  // window close does not also queue thousands of tasks for the pollers to fetch back.
+  const eagerClient = new Client({ connection: d.connection, namespace: d.namespace });
   const activities = createActivities({
     database: d.database,
     catalog: d.catalog,
     time: d.time,
     marketplaces: d.marketplaces,
     log: d.log,
-    startRecordWorkflow: (s) => startRecordWorkflow({ client: d.client, taskQueue: d.taskQueue }, s),
+    startRecordWorkflow: (s) => startRecordWorkflow({ client: eagerClient, taskQueue: d.taskQueue, eager: true }, s),
   });
   const usageSource = d.usageSource ?? prometheusSourceFromEnv();
   const usagePull = usageSource ? createUsagePullActivities({ database: d.database, catalog: d.catalog, time: d.time, source: usageSource, log: d.log }) : {};

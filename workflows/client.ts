@@ -31,6 +31,12 @@ export interface RecordStart {
 export interface RecordStarterOptions {
   client: Client;
   taskQueue: string;
+  /**
+   * Ask the server to hand the workflow's first task straight back to this process's worker
+   * (eager workflow start) instead of queueing it for a poll. Only a Client on the worker's own
+   * NativeConnection can ask, and only the worker polling `taskQueue` benefits: the hour close.
+   */
+  eager?: boolean;
 }
 
 export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStart): Promise<boolean> {
@@ -42,6 +48,7 @@ export async function startRecordWorkflow(o: RecordStarterOptions, s: RecordStar
       args: [s.input],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      ...(o.eager ? { requestEagerStart: true } : {}),
       staticSummary: s.summary,
       typedSearchAttributes: [
         { key: SA.Marketplace, value: a.marketplace },
