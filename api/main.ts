@@ -3,7 +3,7 @@
 import { loadConfig } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
-import { loadCatalog } from '../domain/catalog';
+import { loadCatalog } from '../config/catalog';
 import { createLogger } from '../lib/log';
 import { connectClient, describeTemporal } from '../lib/temporal-connection';
 import { untilReady } from '../lib/retry';

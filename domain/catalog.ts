@@ -1,17 +1,11 @@
 // The product catalog: which (productTag, metric) can be billed, with which billing factor, under
 // which marketplace dimension. Configuration, not code (config/catalog.json, overridable with
-// REMIT_CATALOG_PATH), validated strictly at load: a typo in a catalog bills the wrong dimension
-// or nothing at all, so a bad file must stop the process with a message that names the field.
-//
-// This module reads files (node:fs). Workflow code must only `import type` from it; the pure
-// billing modules do the same.
+// REMIT_CATALOG_PATH; config/catalog.ts reads the file), validated strictly here: a typo in a
+// catalog bills the wrong dimension or nothing at all, so a bad file must stop the process with a
+// message that names the field. Pure: no I/O.
 
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Decimal } from './decimal';
 import { MARKETPLACES, type Marketplace } from './key';
-
-export const DEFAULT_CATALOG_PATH = resolve(__dirname, '..', 'config', 'catalog.json');
 
 /** Error code of a remittance whose metric has no dimension on its marketplace (billing.md). */
 export const UNSUPPORTED_METRIC = 'unsupported_metric';
@@ -81,27 +75,6 @@ export function lookupProduct(catalog: Catalog, productTag: string): CatalogProd
  */
 export function dimensionFor(entry: CatalogMetric, marketplace: Marketplace): string | null {
   return entry.dimensions[marketplace] ?? null;
-}
-
-/**
- * Load and validate a catalog file. The path defaults to REMIT_CATALOG_PATH, then to the
- * committed config/catalog.json. Throws CatalogError naming every problem found.
- */
-export function loadCatalog(path?: string, env: NodeJS.ProcessEnv = process.env): Catalog {
-  const file = path ?? (env.REMIT_CATALOG_PATH || DEFAULT_CATALOG_PATH);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CatalogError(file, [`cannot read the file: ${(err as Error).message}`]);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new CatalogError(file, [`not valid JSON: ${(err as Error).message}`]);
-  }
-  return parseCatalog(json, file);
 }
 
 const TOP_KEYS = new Set(['$comment', 'products']);

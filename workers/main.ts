@@ -5,7 +5,7 @@ import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/env';
 import { openDatabase } from '../db/client';
 import { migrate } from '../db/migrate';
-import { loadCatalog } from '../domain/catalog';
+import { loadCatalog } from '../config/catalog';
 import { createLogger } from '../lib/log';
 import { describeTemporal } from '../lib/temporal-connection';
 import { untilReady } from '../lib/retry';

@@ -7,7 +7,8 @@ import { ApiClient } from '../api';
 import { oneLine, plural, printJson, table } from '../format';
 import { apiSettings, caFile, databaseUrl, loadStack, redactUrl, requireFile, type LocalStack } from '../stack';
 import { openDatabase } from '../../db/client';
-import { loadCatalog, type Catalog } from '../../domain/catalog';
+import { type Catalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { timeSettingsFromEnv, type TimeSettings } from '../../config/env';
 import { auditLedger, type AuditReport, type MarketplaceRecord, type Violation } from '../../operations/audit';
 

@@ -21,7 +21,7 @@ import pg from 'pg';
 import { buildApi } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import type { RemittanceKey } from '../../domain/key';
 import { PRODUCTION_HOUR_MS, hourStart } from '../../domain/time';
 import type { TimeSettings } from '../../config/env';

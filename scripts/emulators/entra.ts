@@ -8,7 +8,7 @@
 
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import { listenHttps, sendJson } from './https-server';
+import { listen, sendJson } from './http-server';
 
 /** Application id of the Azure Marketplace Metering API: the audience of its tokens. */
 export const MARKETPLACE_RESOURCE = '20e940b3-4c77-4b0b-9a53-9e16a1b010a7';
@@ -230,7 +230,7 @@ export async function startEntraEmulator(options: EntraEmulatorOptions): Promise
     return 200;
   }
 
-  const listener = await listenHttps({ certPem: options.certPem, keyPem: options.keyPem, port: options.port, host: options.host, maxBodyBytes: 64 * 1024 }, (req, res, body) => {
+  const listener = await listen({ tls: { certPem: options.certPem, keyPem: options.keyPem }, port: options.port, host: options.host, maxBodyBytes: 64 * 1024 }, (req, res, body) => {
     const url = new URL(req.url ?? '/', 'https://entra.invalid');
     const path = url.pathname;
     const call: EntraCall = { at: new Date(now()).toISOString(), method: req.method ?? '', path, status: 0 };

@@ -2,7 +2,7 @@
 // reading its settings from the environment, and running until SIGINT/SIGTERM.
 
 import type { Marketplace } from '../../domain/key';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 
 export function envInt(name: string, def: number): number {
   const raw = process.env[name];

@@ -10,7 +10,8 @@ import { ClientSecretCredential } from '@azure/identity';
 import { ensureLocalCerts, type LocalCerts } from '../emulators/certs';
 import { startEntraEmulator, type EntraEmulator } from '../emulators/entra';
 import { startAzureEmulator, type AzureEmulator, type AzureEmulatorCall, type AzureEmulatorOptions, type AzureEmulatorRecord } from '../emulators/azure';
-import { AZURE_METERING_SCOPE, createAzureMarketplace, type AzureMarketplaceClient, type AzureMarketplaceOptions } from '../../marketplaces/azure';
+import { createAzureMarketplace, type AzureMarketplaceClient, type AzureMarketplaceOptions } from '../../marketplaces/azure';
+import { AZURE_METERING_SCOPE } from '../../marketplaces/azure-transport';
 import type { UsageRecord } from '../../marketplaces/types';
 
 export const TENANT = 'remit-tenant';

@@ -8,7 +8,7 @@ import { after, before, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { createLogger } from '../../lib/log';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 

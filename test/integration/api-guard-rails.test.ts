@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, type ApiDeps } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { createLogger } from '../../lib/log';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 

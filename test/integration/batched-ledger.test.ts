@@ -23,7 +23,8 @@ import {
   type TimeSettings,
 } from '../../db/ledger';
 import { storeTallies } from '../../db/tallies';
-import { loadCatalog, lookupMetric, type Catalog } from '../../domain/catalog';
+import { lookupMetric, type Catalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { keyString, type RemittanceKey } from '../../domain/key';
 import { recordTargetOf } from '../../domain/record';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';

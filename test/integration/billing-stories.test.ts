@@ -13,7 +13,8 @@ import { newCustomer } from '../helpers/aws';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_CATALOG_PATH, lookupMetric } from '../../domain/catalog';
+import { lookupMetric } from '../../domain/catalog';
+import { DEFAULT_CATALOG_PATH } from '../../config/catalog';
 import { monthOf, monthStartMs, previousMonth } from '../../domain/time';
 
 const HOUR_MS = 4000;

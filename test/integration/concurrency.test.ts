@@ -11,7 +11,8 @@ import { openDatabase, type Database } from '../../db/client';
 import { putContract } from '../../db/contracts';
 import { computeGroup, markOutcome, recomputeRecord, type TimeSettings } from '../../db/ledger';
 import { storeTallies } from '../../db/tallies';
-import { loadCatalog, type Catalog } from '../../domain/catalog';
+import { type Catalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { keyString, type RemittanceKey } from '../../domain/key';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 

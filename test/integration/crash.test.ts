@@ -17,7 +17,7 @@ import { buildApi } from '../../api/app';
 import { loadConfig } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
 import { migrate } from '../../db/migrate';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { startAwsEmulator, type AwsEmulator } from '../../scripts/emulators/aws';
 import { createLogger } from '../../lib/log';
 import { auditLedger } from '../../operations/audit';

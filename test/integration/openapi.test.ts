@@ -10,7 +10,7 @@ import Ajv from 'ajv';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApi, registeredRoutes } from '../../api/app';
 import { openDatabase, type Database } from '../../db/client';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { createLogger } from '../../lib/log';
 import { createTestDatabase, type TestDatabase } from '../../scripts/lib/test-database';
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CatalogError, DEFAULT_CATALOG_PATH, dimensionFor, loadCatalog, lookupMetric, lookupProduct, normalizeMetricId, parseCatalog } from '../../domain/catalog';
+import { CatalogError, dimensionFor, lookupMetric, lookupProduct, normalizeMetricId, parseCatalog } from '../../domain/catalog';
+import { DEFAULT_CATALOG_PATH, loadCatalog } from '../../config/catalog';
 
 const committed = JSON.parse(readFileSync(DEFAULT_CATALOG_PATH, 'utf8')) as { products: Array<Record<string, unknown>> };
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { activeContracts, coverageFor, isActiveAt, isGratis, licenseOf, parseContract, selectLicenseContract, selectTargetContract, validateContract, type Contract } from '../../domain/contracts';
 import { parseInstant } from '../../domain/instant';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 
 const T = (iso: string) => Date.parse(iso);
 

@@ -4,7 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadCatalog, lookupMetric } from '../../domain/catalog';
+import { lookupMetric } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { validateTallyBatch } from '../../domain/tally';
 import {
   describeErrorAnswer,

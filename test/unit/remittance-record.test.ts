@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import type { Contract } from '../../domain/contracts';
 import type { RemittanceKey } from '../../domain/key';
 import { decideRemittance } from '../../domain/remittance';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { loadCatalog } from '../../domain/catalog';
+import { loadCatalog } from '../../config/catalog';
 import { validateTallyBatch, type TallyBatchOptions, type TallyError } from '../../domain/tally';
 import { Decimal } from '../../domain/decimal';
 

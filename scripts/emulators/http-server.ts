@@ -1,13 +1,13 @@
-// The bits the HTTPS emulators (Entra, Azure) share: a TLS listener with the local CA's server
-// certificate, bounded body reading, JSON replies, and closing that does not wait for requests
-// a fault left hanging.
+// The bits the emulators (Entra, Azure, AWS) share: a listener (TLS with the local CA's server
+// certificate, or plain HTTP as AWS's endpoint override allows), bounded body reading, JSON
+// replies, and closing that does not wait for requests a fault left hanging.
 
+import http from 'node:http';
 import https from 'node:https';
-import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface HttpsListener {
-  server: https.Server;
+export interface Listener {
+  server: http.Server;
   url: string;
   host: string;
   port: number;
@@ -17,13 +17,24 @@ export interface HttpsListener {
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer | null) => void | Promise<void>;
 
-export async function listenHttps(opts: { certPem: string; keyPem: string; port?: number; host?: string; maxBodyBytes?: number }, handler: Handler): Promise<HttpsListener> {
+export interface ListenOptions {
+  /** Server certificate and key: HTTPS; without, plain HTTP. */
+  tls?: { certPem: string; keyPem: string };
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  /** A body of this many bytes or more reaches the handler as null; default 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+export async function listen(opts: ListenOptions, handler: Handler): Promise<Listener> {
   const limit = opts.maxBodyBytes ?? 1024 * 1024;
-  const server = https.createServer({ cert: opts.certPem, key: opts.keyPem, minVersion: 'TLSv1.2' }, (req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     readBody(req, limit)
       .then((body) => handler(req, res, body))
       .catch(() => res.socket?.destroy());
-  });
+  };
+  const server = opts.tls ? https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, minVersion: 'TLSv1.2' }, onRequest) : http.createServer(onRequest);
   // Longer than clients keep idle sockets, so a pooled connection is not closed under a request.
   server.keepAliveTimeout = 65_000;
   const host = opts.host ?? '127.0.0.1';
@@ -38,7 +49,7 @@ export async function listenHttps(opts: { certPem: string; keyPem: string; port?
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
     server,
-    url: `https://${urlHost}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${urlHost}:${port}`,
     host,
     port,
     close: () =>
@@ -49,6 +60,8 @@ export async function listenHttps(opts: { certPem: string; keyPem: string; port?
   };
 }
 
+// Past the limit the request is refused, but the body is still read (so the client sees the
+// answer rather than EPIPE) up to this much; then the connection is given up.
 const HARD_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** The body, or null when it reached `limit` bytes (the rest is drained and dropped). */
@@ -66,6 +79,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | nu
   });
 }
 
+/** A JSON reply; `headers` may replace the content type (AWS answers application/x-amz-json-1.1). */
 export function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), ...headers });
