@@ -8,9 +8,8 @@ import { normalizeMetricId } from './catalog';
 import { Decimal } from './decimal';
 import { parseInstant } from './instant';
 import { isMarketplace, MARKETPLACES, type RemittanceKey } from './key';
-import { hourStart } from './time';
+import { DAY_MS, hourStart } from './time';
 
-const DAY_MS = 86_400_000;
 
 export interface TallyError {
   /** Position in `tallies`; -1 for a problem of the batch itself. */

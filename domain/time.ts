@@ -3,6 +3,8 @@
 // calendar months. Workflow code may import this module.
 
 export const PRODUCTION_HOUR_MS = 3_600_000;
+/** A calendar day: never scaled (dates, certificate lifetimes, day-granular queries). */
+export const DAY_MS = 86_400_000;
 
 /** Start of the hour slot that contains `ms`. */
 export function hourStart(ms: number, hourMs: number): number {

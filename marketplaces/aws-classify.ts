@@ -1,6 +1,7 @@
 // AWS Marketplace Metering: what each answer means. Pure (no I/O): every AWS answer (per-record
-// status, unprocessed record, service error, transport failure) becomes a SendOutcome here and
-// nowhere else; aws.ts only sends.
+// status, unprocessed record, service error, transport failure) becomes a SendOutcome here; aws.ts
+// sends, and adds only what needs the send's context (its prechecks, and an expiry answer to a
+// re-send after a lost answer read as ambiguous).
 
 import type { UsageRecord as AwsUsageRecord, UsageRecordResult } from '@aws-sdk/client-marketplace-metering';
 import type { SendOutcome, UsageRecord } from './types';

@@ -1,6 +1,7 @@
 // Azure Marketplace Metering: what each answer means. Pure (no I/O): every Azure answer (per-event
-// status, HTTP error, token or transport failure, usage read-back) becomes a SendOutcome here and
-// nowhere else. The transport (azure-transport.ts) and the client (azure.ts) only carry answers.
+// status, HTTP error, token or transport failure, usage read-back) becomes a SendOutcome here. The
+// transport (azure-transport.ts) carries answers; the client (azure.ts) adds only what needs the
+// send's context (its prechecks, a batch answered without a result for an event).
 //
 // Azure hours are write-once: the first event for (resource, dimension, hour) is billed and every
 // later one, even an identical re-send, is refused as a duplicate that carries the accepted event.

@@ -18,7 +18,6 @@ import type { MarketplaceGateway } from '../marketplaces';
 
 export interface WorkerDeps {
   connection: NativeConnection;
-  client: Client;
   namespace: string;
   taskQueue: string;
   database: Database;
@@ -88,7 +87,10 @@ export async function ensureSweepSchedule(client: Client, taskQueue: string, tim
   }
 }
 
-/** The worker's two connections (native for polling, client for starts and schedules), from the same settings. */
+/**
+ * The worker's two connections, from the same settings: native for polling and for the hour
+ * close's eager starts (createRemittanceWorker), a client Connection for schedules and signals.
+ */
 export async function connectTemporal(cfg: Pick<RemitConfig, 'temporal'>) {
   const connection = await connectNativeConnection(cfg.temporal);
   const c = await connectClient(cfg.temporal).catch(async (err: unknown) => {

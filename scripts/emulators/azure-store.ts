@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { eventBody, messageTime, parseEvent, rejected, type AzureEventStatus, type EventResult, type ParsedEvent } from './azure-events';
 import type { FaultKind, FaultQueue } from './faults';
+import { DAY_MS } from '../../domain/time';
 
 const EVENT_FAULTS: readonly FaultKind[] = ['not-subscribed', 'expired'];
-const DAY_MS = 86_400_000;
 
 /**
  * What the emulator knows about a resource (SaaS subscription). Resources it has not been told

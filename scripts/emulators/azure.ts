@@ -20,6 +20,7 @@ import { AzureMeteringStore, type AzureEmulatorCall, type AzureEmulatorRecord, t
 import { FaultQueue, sharedAdminRoute, type FaultKind } from './faults';
 import { MARKETPLACE_RESOURCE, emulatorTokenSecret, verifyToken } from './entra';
 import { headerValue, listen, parseJson, sendJson } from './http-server';
+import { DAY_MS } from '../../domain/time';
 
 export { AZURE_EVENT_STATUSES, type AzureEventStatus } from './azure-events';
 export type { AzureEmulatorCall, AzureEmulatorRecord, AzureResourceState } from './azure-store';
@@ -28,7 +29,6 @@ export const AZURE_API_VERSION = '2018-08-31';
 /** The catalog's Azure dimensions; a deployment with another catalog passes its own list. */
 export const DEFAULT_AZURE_DIMENSIONS = ['four_vcpu_hour', 'control_plane'] as const;
 export const AZURE_MAX_BATCH = 25;
-const DAY_MS = 86_400_000;
 const RESOURCE_STATES = ['Subscribed', 'PendingFulfillmentStart', 'Suspended', 'Unsubscribed', 'Unknown', 'Failing'];
 
 const CALL_FAULTS: readonly FaultKind[] = ['throttle', 'server-error', 'timeout', 'lost-response'];

@@ -11,6 +11,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { generate } from 'selfsigned';
+import { DAY_MS } from '../../domain/time';
 
 export interface LocalCerts {
   /** The CA certificate (PEM) clients must trust. */
@@ -26,7 +27,6 @@ export interface LocalCerts {
 export const DEFAULT_CERTS_DIR = path.join('.remit', 'certs');
 
 const FILES = { ca: 'ca.pem', caKey: 'ca-key.pem', cert: 'server.pem', key: 'server-key.pem' } as const;
-const DAY_MS = 86_400_000;
 // Renew well before expiry, so a long-running local stack does not start failing TLS mid-run.
 const RENEW_BEFORE_MS = 30 * DAY_MS;
 const LOCK_STALE_MS = 60_000;

@@ -106,7 +106,7 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   const marketplaces = await createMarketplaceGateway(config, log, { database });
   const workers: Array<{ worker: Worker; done: Promise<void> }> = [];
   const startWorker = async () => {
-    const worker = await createRemittanceWorker({ connection, client, namespace: config.temporalNamespace, taskQueue, database, catalog, time, marketplaces, log, workflowBundle: await workflowBundle() });
+    const worker = await createRemittanceWorker({ connection, namespace: config.temporalNamespace, taskQueue, database, catalog, time, marketplaces, log, workflowBundle: await workflowBundle() });
     const w = { worker, done: worker.run() };
     workers.push(w);
     return w;

@@ -14,6 +14,7 @@ import { generate } from 'selfsigned';
 import type { TemporalConnectionSettings } from '../../config/temporal';
 import { connectClientConnection, describeTemporal } from '../../lib/temporal-connection';
 import { SA } from '../../workflows/definitions';
+import { DAY_MS } from '../../domain/time';
 import { freePort, isExecutable, type Log, OutputTail, REPO_ROOT, run, stderrLog, stopChild, which } from './proc';
 
 export const TEMPORAL_SERVER_MODULE = 'go.temporal.io/server';
@@ -296,9 +297,8 @@ export interface TemporalCerts {
 
 /** A fresh local CA, a frontend certificate for `serverName` and 127.0.0.1, and one client certificate, in `dir`. */
 export async function makeTemporalCerts(dir: string, serverName = 'temporal.remit.test'): Promise<TemporalCerts> {
-  const DAY = 86_400_000;
   const now = Date.now();
-  const validity = { notBeforeDate: new Date(now - DAY), notAfterDate: new Date(now + 30 * DAY) };
+  const validity = { notBeforeDate: new Date(now - DAY_MS), notAfterDate: new Date(now + 30 * DAY_MS) };
   const ca = await generate([{ name: 'commonName', value: 'remit Temporal local CA' }], {
     keyType: 'ec',
     algorithm: 'sha256',
