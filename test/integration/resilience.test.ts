@@ -191,18 +191,20 @@ describe('operator reset', () => {
 describe('an outage longer than the acceptance window', () => {
   let stack: TestStack;
   before(async () => {
-    // 2-second hours, a 3-hour window: a record of hour R, made when R closes (R + 2.5 s), is
-    // rejected from R + 6 s on.
-    stack = await startTestStack({ hourMs: 2000, graceHours: 0.25, awsAcceptanceHours: 3, sweep: true });
+    // 3-second hours, a 3-hour window: a record of hour R, made when R closes (R + 3.75 s), is
+    // rejected from R + 9 s on. (With 2-second hours a later hour's record had 3.5 s to be sent,
+    // which a loaded machine missed: the re-billing expired too.)
+    stack = await startTestStack({ hourMs: 3000, graceHours: 0.25, awsAcceptanceHours: 3, sweep: true });
   });
   after(async () => stack?.stop());
 
   it('expires the hour and bills its amount in a later hour single record', async () => {
     const acct = newAccount();
     const orgId = `org-${randomUUID().slice(0, 8)}`;
-    // Down from the post until after that hour's deadline.
+    // Down from the post (0.75-2.5 s into hour R) until after that hour's deadline (R + 9 s),
+    // and back before the re-billing hour's record is made (R + 12.75 s at the earliest).
     const hour = await pastPreviousClose(stack, 500);
-    await fault(stack, { kind: 'server-error', durationMs: 7000, match: { customer: acct } });
+    await fault(stack, { kind: 'server-error', durationMs: 10_000, match: { customer: acct } });
     assert.equal((await stack.request('POST', '/v1/tallies', { tallies: [tally(stack, orgId, acct, 11, hour)] }, stack.tokens.ingest)).status, 202);
     const items = await eventually(async () => {
       const all = await remittances(stack, orgId);
