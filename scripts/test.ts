@@ -125,7 +125,14 @@ async function main(): Promise<number> {
       if (interrupted) return;
       interrupted = signal;
       process.stderr.write(`\n[test] ${signal}: stopping the tests, Temporal and PostgreSQL ...\n`);
-      runner?.kill(signal);
+      // The runner's whole process group: its test files (several at once) and what they started.
+      if (runner?.pid) {
+        try {
+          process.kill(-runner.pid, signal);
+        } catch {
+          runner.kill(signal);
+        }
+      }
       void teardown().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }
@@ -198,7 +205,10 @@ async function main(): Promise<number> {
     // node:test gives each file's process this process's execArgv: test-file-env.mjs runs first
     // in every file and sets its namespace.
     const args = ['--import', 'tsx', '--import', pathToFileURL(path.join(REPO_ROOT, 'scripts', 'lib', 'test-file-env.mjs')).href, path.join(REPO_ROOT, 'scripts', 'lib', 'node-test-run.ts'), `--timeout=${TEST_TIMEOUT_MS}`, ...runnerFlags, '--', ...files];
-    runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    // A process group of its own, so that an interrupt reaches every test file it runs: node:test
+    // does not stop running files when its runner is told to stop, and they would go on against
+    // servers being torn down.
+    runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const code = await new Promise<number>((resolve) => {
       runner?.once('error', (err) => {
         process.stderr.write(`[test] could not start the test runner: ${err.message}\n`);
