@@ -75,9 +75,13 @@ describe('marketplace limits at scale', () => {
 });
 
 describe('the rate limit across worker processes', () => {
+  // 20-second hours: the records' 6-hour window (2 minutes) outlasts two processes starting on a
+  // loaded machine and 6 s of sending; with 3-second hours (an 18-s window) records expired
+  // before their turn (seen: 4 'terminal' outcomes with files running side by side).
+  const HOUR_MS = 20_000;
   let stack: TestStack;
   before(async () => {
-    stack = await startTestStack({ hourMs: 3000 });
+    stack = await startTestStack({ hourMs: HOUR_MS });
   });
   after(async () => stack?.stop());
 
@@ -104,7 +108,7 @@ describe('the rate limit across worker processes', () => {
     const hour = stack.currentHourMs();
     // 2 processes x 60 records in calls of 2 = 60 calls, 6 seconds' worth at the shared limit;
     // each process alone would keep to 10 a second, together they would send 20 without it.
-    const job = { databaseUrl: stack.config.databaseUrl!, endpoint: stack.aws.url, count: 60, hourMs: 3000, timestampMs: hour, seller: 'shared-seller' };
+    const job = { databaseUrl: stack.config.databaseUrl!, endpoint: stack.aws.url, count: 60, hourMs: HOUR_MS, timestampMs: hour, seller: 'shared-seller' };
     const workers = await Promise.all([0, 1].map((w) => workerProcess({ ...job, accountStart: 600000000000 + w * 1000 })));
     assert.notEqual(workers[0]!.child.pid, workers[1]!.child.pid);
     for (const w of workers) w.go();
