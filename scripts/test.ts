@@ -1,21 +1,30 @@
 // `npm test` (and .ci/run): the whole suite against a real Temporal dev server and a real
 // PostgreSQL server, both started here once, throwaway, and stopped at the end.
 //
-//   npm test                         every test file: test/unit/**, test/workflows/** (time-skipping), then test/integration/**
+//   npm test                         every test file: test/unit/**, test/workflows/** (time-skipping), test/integration/**
 //   npm test -- embedded infra       only files whose path contains "embedded" or "infra"
 //   npm test -- --test-name-pattern=isolation   (also --test-only) passed on to node:test
+//   npm test -- --concurrency=1      one file at a time (default REMIT_TEST_CONCURRENCY, else 4)
 //
-// The test runner's own report (with its final pass/fail counts) is the last thing printed:
-// set-up and tear-down messages go to stderr, and tear-down stays quiet unless it fails.
+// Files run several at a time (docs/design.md, "Tests: concurrency and namespaces"): most of an
+// integration file's time is spent waiting for scaled hours, not computing. Each integration file
+// gets a Temporal namespace of its own (scripts/lib/test-namespace.ts) besides its own database
+// and task queue. Files start slowest first; node:test reports them in that order.
+//
+// The test runner's report (with its final pass/fail counts) comes last on stdout, followed by
+// one stderr line naming the slowest files: set-up and tear-down messages go to stderr, and
+// tear-down stays quiet unless it fails.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
 import { ensureTemporalCli, ensureTimeSkippingServer, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 import { ensureTemporalServer } from './lib/temporal-server';
+import { TEST_NAMESPACES_ENV, testNamespaceOf } from './lib/test-namespace';
 import { PREBUILT_BUNDLE_ENV, buildWorkflowBundle, writeWorkflowBundle } from './lib/workflow-bundle';
 
 const log = (message: string) => process.stderr.write(`[test set-up] ${message}\n`);
@@ -25,6 +34,46 @@ const log = (message: string) => process.stderr.write(`[test set-up] ${message}\
  * stories run several scaled "hours" against the real stack, but far below CI's limit.
  */
 const TEST_TIMEOUT_MS = Number(process.env.REMIT_TEST_TIMEOUT_MS) || 15 * 60_000;
+
+/**
+ * How many test files run at once. Measured on the project's 2-core machine (docs/design.md): the
+ * suite is bound by the scaled hours it waits for, and 4 at a time keeps the CPU below the point
+ * where 2-3 s "hours" start to slip.
+ */
+const DEFAULT_CONCURRENCY = 4;
+
+/**
+ * Roughly how many seconds each slow file takes (the runner prints the slowest at the end of
+ * every run: refresh this when it drifts). Files start longest first, so that no long file
+ * starts last and the run ends soon after its longest file; an unlisted integration file counts
+ * as 10 s, any other file as 1 s.
+ */
+const EXPECTED_SECONDS: Record<string, number> = {
+  'record-workflow.test.ts': 90, // usually 15 s; a hanging local activity can take 90 s (docs/design.md)
+  'crash.test.ts': 90,
+  'resilience.test.ts': 75,
+  'resilience-window.test.ts': 70,
+  'marketplace-scale.test.ts': 80,
+  'operator-actions.test.ts': 70,
+  'cli.test.ts': 60,
+  'billing-stories.test.ts': 50,
+  'usage-pull.test.ts': 45,
+  'temporal-tls.test.ts': 35,
+  'cli-guard-rails.test.ts': 30,
+  'contract-stories.test.ts': 25,
+  'local-stack.test.ts': 25,
+  'alerts-e2e.test.ts': 20,
+  'ingest-scale.test.ts': 18,
+  'alert-rules.test.ts': 15,
+  'review-fixes.test.ts': 15,
+  'shared-record.test.ts': 14,
+  'remittance-e2e.test.ts': 12,
+  'embedded-db.test.ts': 12,
+};
+
+function expectedSeconds(file: string): number {
+  return EXPECTED_SECONDS[path.basename(file)] ?? (file.startsWith('test/integration/') ? 10 : 1);
+}
 
 function findTests(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -41,12 +90,15 @@ function selectFiles(filters: string[]): string[] {
   const all = [...findTests(path.join(REPO_ROOT, 'test', 'unit')), ...findTests(path.join(REPO_ROOT, 'test', 'workflows')), ...findTests(path.join(REPO_ROOT, 'test', 'integration'))].map((f) =>
     path.relative(REPO_ROOT, f),
   );
-  return filters.length ? all.filter((f) => filters.some((flt) => f.includes(flt))) : all;
+  const selected = filters.length ? all.filter((f) => filters.some((flt) => f.includes(flt))) : all;
+  // Longest first (a stable sort: equals keep unit, workflows, integration order).
+  return selected.sort((a, b) => expectedSeconds(b) - expectedSeconds(a));
 }
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const runnerFlags = argv.filter((a) => a.startsWith('--'));
+  if (!runnerFlags.some((f) => f.startsWith('--concurrency='))) runnerFlags.push(`--concurrency=${Number(process.env.REMIT_TEST_CONCURRENCY) || DEFAULT_CONCURRENCY}`);
   const filters = argv.filter((a) => !a.startsWith('--'));
   const files = selectFiles(filters);
   if (files.length === 0) {
@@ -73,7 +125,14 @@ async function main(): Promise<number> {
       if (interrupted) return;
       interrupted = signal;
       process.stderr.write(`\n[test] ${signal}: stopping the tests, Temporal and PostgreSQL ...\n`);
-      runner?.kill(signal);
+      // The runner's whole process group: its test files (several at once) and what they started.
+      if (runner?.pid) {
+        try {
+          process.kill(-runner.pid, signal);
+        } catch {
+          runner.kill(signal);
+        }
+      }
       void teardown().then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }
@@ -106,8 +165,12 @@ async function main(): Promise<number> {
           return codePath;
         })()
       : Promise.resolve(undefined);
+    // A namespace per integration file: files that run at the same time never see each other's
+    // workflows, schedules or search results.
+    const namespaced = files.filter((f) => f.startsWith('test/integration/'));
+    const namespaces = namespaced.map(testNamespaceOf);
     const [t, p, b] = await Promise.allSettled([
-      startTemporalDevServer({ headless: true, cliPath: cli.path, log }),
+      startTemporalDevServer({ headless: true, cliPath: cli.path, moreNamespaces: namespaces, log }),
       pgBins ? startPostgres({ binaries: pgBins, log }) : Promise.resolve(undefined),
       bundling,
     ]);
@@ -129,6 +192,7 @@ async function main(): Promise<number> {
       TEST_DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
+      [TEST_NAMESPACES_ENV]: JSON.stringify(Object.fromEntries(namespaced.map((f) => [path.resolve(REPO_ROOT, f), testNamespaceOf(f)]))),
       TEMPORAL_CLI_PATH: cli.path,
       ...(server ? { TEMPORAL_SERVER_PATH: server.server, TEMPORAL_SQL_TOOL_PATH: server.sqlTool } : {}),
       ...(timeSkipping ? { TEMPORAL_TEST_SERVER_PATH: timeSkipping.path } : {}),
@@ -138,8 +202,13 @@ async function main(): Promise<number> {
     delete env.DATABASE_URL;
     delete env.NODE_TEST_CONTEXT;
 
-    const args = ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'lib', 'node-test-run.ts'), `--timeout=${TEST_TIMEOUT_MS}`, ...runnerFlags, '--', ...files];
-    runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    // node:test gives each file's process this process's execArgv: test-file-env.mjs runs first
+    // in every file and sets its namespace.
+    const args = ['--import', 'tsx', '--import', pathToFileURL(path.join(REPO_ROOT, 'scripts', 'lib', 'test-file-env.mjs')).href, path.join(REPO_ROOT, 'scripts', 'lib', 'node-test-run.ts'), `--timeout=${TEST_TIMEOUT_MS}`, ...runnerFlags, '--', ...files];
+    // A process group of its own, so that an interrupt reaches every test file it runs: node:test
+    // does not stop running files when its runner is told to stop, and they would go on against
+    // servers being torn down.
+    runner = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     const code = await new Promise<number>((resolve) => {
       runner?.once('error', (err) => {
         process.stderr.write(`[test] could not start the test runner: ${err.message}\n`);

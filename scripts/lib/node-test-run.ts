@@ -1,8 +1,10 @@
-// node:test's runner for scripts/test.ts, given the files in the order to run them:
-//   node --import tsx scripts/lib/node-test-run.ts --timeout=MS [--test-name-pattern=RE]... [--test-only] -- FILE...
-// `node --test FILE...` sorts its file arguments (test/integration before test/unit); run() keeps
-// our order, so the fast unit tests report first. Each file runs in its own process, one at a
-// time, with this process's --import tsx. Exits 1 if anything failed.
+// node:test's runner for scripts/test.ts, given the files in the order to start them:
+//   node --import tsx scripts/lib/node-test-run.ts --timeout=MS [--concurrency=N] [--test-name-pattern=RE]... [--test-only] -- FILE...
+// `node --test FILE...` sorts its file arguments; run() keeps our order (start order, and the
+// order files are reported in). Each file runs in its own process with this process's execArgv
+// (--import tsx and scripts/test.ts's per-file environment), N files at a time. Exits 1 if
+// anything failed. At the end, the slowest files go to stderr: the figures behind scripts/test.ts's
+// start order.
 
 import { setMaxListeners } from 'node:events';
 import { run } from 'node:test';
@@ -14,14 +16,16 @@ const flags = sep === -1 ? argv : argv.slice(0, sep);
 const files = sep === -1 ? [] : argv.slice(sep + 1);
 
 let timeout: number | undefined;
+let concurrency = 1;
 const testNamePatterns: string[] = [];
 let only = false;
 for (const f of flags) {
   if (f.startsWith('--timeout=')) timeout = Number(f.slice('--timeout='.length));
+  else if (f.startsWith('--concurrency=')) concurrency = Math.max(1, Math.floor(Number(f.slice('--concurrency='.length))) || 1);
   else if (f.startsWith('--test-name-pattern=')) testNamePatterns.push(f.slice('--test-name-pattern='.length));
   else if (f === '--test-only') only = true;
   else {
-    process.stderr.write(`node-test-run: unsupported flag ${f} (supported: --test-name-pattern=RE, --test-only)\n`);
+    process.stderr.write(`node-test-run: unsupported flag ${f} (supported: --concurrency=N, --test-name-pattern=RE, --test-only)\n`);
     process.exit(2);
   }
 }
@@ -44,7 +48,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 const stream = run({
   files,
-  concurrency: 1,
+  concurrency,
   // Node 20 applies this per test file (as `node --test --test-timeout` does).
   timeout,
   // A file that leaves a handle open (a pool, a timer) must not hang the whole run.
@@ -56,4 +60,25 @@ const stream = run({
 stream.on('test:fail', (data: { todo?: unknown }) => {
   if (!data.todo) process.exitCode ||= 1;
 });
-stream.compose(new spec()).pipe(process.stdout);
+
+// Seconds per file: its top-level tests' durations, as measured in the file's own process.
+const fileSeconds = new Map<string, number>();
+const count = (data: { nesting: number; file?: string; details?: { duration_ms?: number } }) => {
+  if (data.nesting !== 0 || !data.file) return;
+  fileSeconds.set(data.file, (fileSeconds.get(data.file) ?? 0) + (data.details?.duration_ms ?? 0) / 1000);
+};
+stream.on('test:pass', count);
+stream.on('test:fail', count);
+const started = Date.now();
+stream
+  .compose(new spec())
+  .on('end', () => {
+    if (fileSeconds.size < 2) return;
+    const slowest = [...fileSeconds].sort((a, b) => b[1] - a[1]).slice(0, 12);
+    const cwd = process.cwd();
+    process.stderr.write(
+      `\n[test] ${fileSeconds.size} files in ${((Date.now() - started) / 1000).toFixed(0)} s, ${concurrency} at a time; slowest (s): ` +
+        `${slowest.map(([f, s]) => `${f.startsWith(cwd) ? f.slice(cwd.length + 1) : f} ${s.toFixed(0)}`).join(', ')}\n`,
+    );
+  })
+  .pipe(process.stdout);

@@ -203,6 +203,8 @@ export interface DevServerOptions {
   dbFile?: string;
   /** Extra namespace to create; "default" always exists. */
   namespace?: string;
+  /** More namespaces to create (npm test: one per test file); each gets the search attributes. */
+  moreNamespaces?: string[];
   log?: Log;
   /** Skip ensureTemporalCli() when the caller already has the path. */
   cliPath?: string;
@@ -274,6 +276,7 @@ export interface DevServerArgs {
   /** SQLite file to keep state in; undefined keeps it in memory. */
   dbFile?: string;
   namespace?: string;
+  moreNamespaces?: string[];
   extraArgs?: string[];
 }
 
@@ -287,7 +290,8 @@ export function devServerArgs(o: DevServerArgs): string[] {
   else args.push('--ui-port', String(o.uiPort));
   if (o.dbFile) args.push('--db-filename', o.dbFile);
   for (const p of o.dbFile ? FILE_SQLITE_PRAGMAS : MEMORY_SQLITE_PRAGMAS) args.push('--sqlite-pragma', p);
-  if (o.namespace && o.namespace !== 'default') args.push('--namespace', o.namespace);
+  // `--search-attribute` registers the attributes in every namespace the server creates.
+  for (const ns of new Set([o.namespace, ...(o.moreNamespaces ?? [])])) if (ns && ns !== 'default') args.push('--namespace', ns);
   args.push('--log-level', 'warn', ...SEARCH_ATTRIBUTE_CLI_ARGS, ...(o.extraArgs ?? []));
   return args;
 }
@@ -298,7 +302,7 @@ async function startOnce(opts: DevServerOptions, cliPath: string, log: Log): Pro
   const uiPort = opts.headless ? undefined : (opts.uiPort ?? (await freePort(host)));
   const namespace = opts.namespace ?? 'default';
   if (opts.dbFile) fs.mkdirSync(path.dirname(path.resolve(opts.dbFile)), { recursive: true });
-  const args = devServerArgs({ host, port, uiPort, dbFile: opts.dbFile, namespace, extraArgs: opts.extraArgs });
+  const args = devServerArgs({ host, port, uiPort, dbFile: opts.dbFile, namespace, moreNamespaces: opts.moreNamespaces, extraArgs: opts.extraArgs });
 
   const tail = new OutputTail();
   const child: ChildProcess = spawn(cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -333,7 +337,7 @@ async function startOnce(opts: DevServerOptions, cliPath: string, log: Log): Pro
       if (Date.now() > deadline) {
         throw new Error(`Temporal dev server at ${address} was not ready after ${Date.now() - started} ms (${lastProblem}).\nIts last output:\n${tail.toString() || '(nothing)'}`);
       }
-      const ready = await probe(address, namespace).catch((err: Error) => err);
+      const ready = await probe(address, [namespace, ...(opts.moreNamespaces ?? [])]).catch((err: Error) => err);
       if (ready === true) break;
       lastProblem = ready instanceof Error ? ready.message.split('\n')[0] ?? '' : String(ready);
       await sleep(250);
@@ -347,17 +351,20 @@ async function startOnce(opts: DevServerOptions, cliPath: string, log: Log): Pro
   return { address, uiUrl, namespace, pid: child.pid ?? -1, cliPath, exited, outputTail: () => tail.toString(), stop };
 }
 
-/** true when the frontend answers, the namespace exists and our search attributes are registered. */
-async function probe(address: string, namespace: string): Promise<true | string> {
+/** true when the frontend answers, the namespaces exist and our search attributes are registered in each. */
+async function probe(address: string, namespaces: string[]): Promise<true | string> {
   const connection = await Connection.connect({ address, connectTimeout: '2s' });
   try {
     await connection.workflowService.getSystemInfo({});
-    await connection.workflowService.describeNamespace({ namespace });
-    const sa = await connection.operatorService.listSearchAttributes({ namespace });
-    const missing = Object.values(SA)
-      .map((k) => k.name)
-      .filter((name) => !(name in (sa.customAttributes ?? {})));
-    return missing.length === 0 ? true : `search attributes not registered yet: ${missing.join(', ')}`;
+    for (const namespace of new Set(namespaces)) {
+      await connection.workflowService.describeNamespace({ namespace });
+      const sa = await connection.operatorService.listSearchAttributes({ namespace });
+      const missing = Object.values(SA)
+        .map((k) => k.name)
+        .filter((name) => !(name in (sa.customAttributes ?? {})));
+      if (missing.length) return `search attributes not registered yet in ${namespace}: ${missing.join(', ')}`;
+    }
+    return true;
   } finally {
     await connection.close();
   }

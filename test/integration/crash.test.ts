@@ -62,7 +62,7 @@ function startWorker(extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
 /** A worker is ready when it polls this file's task queue. */
 async function workerPolling(): Promise<void> {
   await eventually(async () => {
-    const r = await connection.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: taskQueue }, taskQueueType: 2 });
+    const r = await connection.workflowService.describeTaskQueue({ namespace: temporal.namespace, taskQueue: { name: taskQueue }, taskQueueType: 2 });
     return (r.pollers?.length ?? 0) > 0;
   }, 60_000, 'a worker polling');
 }
@@ -83,7 +83,7 @@ before(async () => {
   await migrate(pg.url);
   database = openDatabase(pg.url);
   connection = await Connection.connect({ address: temporal.address });
-  client = new Client({ connection });
+  client = new Client({ connection, namespace: temporal.namespace });
   // Workers load a prebuilt workflow bundle, as in the container image: a restarted worker is
   // polling within seconds instead of bundling first.
   const bundlePath = path.join(dir, 'workflow-bundle.js');
@@ -94,6 +94,8 @@ before(async () => {
     REMIT_WORKFLOW_BUNDLE_PATH: bundlePath,
     DATABASE_URL: pg.url,
     TEMPORAL_ADDRESS: temporal.address,
+    // This file's own server, not the namespace npm test gave it on the shared one.
+    TEMPORAL_NAMESPACE: temporal.namespace,
     REMIT_TASK_QUEUE: taskQueue,
     AWS_METERING_ENDPOINT: aws.url,
     AWS_ACCESS_KEY_ID: 'crash-test',

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { freePort } from '../../scripts/lib/proc';
 import { eventually } from '../../scripts/lib/stack-harness';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -37,8 +38,10 @@ after(async () => {
 
 describe('the local stack (npm start)', () => {
   it('runs the product, bills the README example, restarts a dead part, and stops everything on Ctrl-C', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, REMIT_STATE_DIR: stateDir, REMIT_HOUR_SECONDS: String(HOUR_S), REMIT_API_PORT: '0', REMIT_MONITORING_INTERVAL: '1s' };
-    for (const v of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN', 'REMIT_MONITORING']) delete env[v];
+    // A port of its own: with '0' the stack prefers 8080 when free, which another stack on the
+    // same machine (a developer's, a cluster proof) can take between its check and the API's bind.
+    const env: NodeJS.ProcessEnv = { ...process.env, REMIT_STATE_DIR: stateDir, REMIT_HOUR_SECONDS: String(HOUR_S), REMIT_API_PORT: String(await freePort()), REMIT_MONITORING_INTERVAL: '1s' };
+    for (const v of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN', 'REMIT_MONITORING']) delete env[v];
     stack = spawn(process.execPath, [path.join(root, 'scripts', 'bootstrap.mjs'), 'stack'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     stack.stdout!.on('data', (d) => (output += String(d)));
     stack.stderr!.on('data', (d) => (output += String(d)));

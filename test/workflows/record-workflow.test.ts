@@ -47,11 +47,11 @@ const expired = (attempts: number): SendResult => ({ status: 'Expired', quantity
 const audited = async () => undefined;
 
 let seq = 0;
-async function startRecord(taskQueue: string, over: Partial<RecordWorkflowInput> = {}): Promise<{ handle: WorkflowHandle; input: RecordWorkflowInput; startedAtMs: number }> {
-  const now = await env.currentTimeMs();
+async function startRecord(taskQueue: string, over: Partial<RecordWorkflowInput> = {}, on: TestWorkflowEnvironment = env): Promise<{ handle: WorkflowHandle; input: RecordWorkflowInput; startedAtMs: number }> {
+  const now = await on.currentTimeMs();
   const input: RecordWorkflowInput = { recordId: RECORD, remittanceHourMs: Math.floor(now / HOUR) * HOUR - HOUR, deadlineMs: now + 6 * HOUR, hourLengthMs: HOUR, ...over };
   // As the sweep starts it: status Pending already in the list.
-  const handle = await env.client.workflow.start('marketplaceRecordWorkflow', {
+  const handle = await on.client.workflow.start('marketplaceRecordWorkflow', {
     taskQueue,
     workflowId: `record-${++seq}`,
     args: [input],
@@ -146,17 +146,22 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
 
   it('a send that crashes is retried, and one that hangs is cut at the deadline: markExpired, Expired', { timeout: 120_000 }, async () => {
     // sendRecord's own retries and timeout run in the worker in real time (below the SDK's local
-    // retry threshold): a deadline a few seconds out keeps this short.
-    const s = script({
-      sendRecord: async (_: unknown, n: number) => {
-        if (n < 3) throw new Error('connection refused');
-        await Context.current().sleep(600_000); // the marketplace does not answer; ended by the timeout's cancellation
-        return succeeded(n);
-      },
-      markExpired: () => expired(0),
-    });
-    await withTaskQueue(async (tq) => {
-      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 6000 });
+    // retry threshold): a deadline a few seconds out keeps this short. The worker counts that
+    // timeout from the workflow's clock: on this file's server, which earlier tests have skipped
+    // hours ahead, the cut came as late as that lead (seen: 90 s, and a hang of minutes). A
+    // server of its own, whose clock is still the worker's.
+    const own = await startTimeSkipping();
+    const ownWorker = await startScriptedWorker(own);
+    try {
+      const s = ownWorker.script({
+        sendRecord: async (_: unknown, n: number) => {
+          if (n < 3) throw new Error('connection refused');
+          await Context.current().sleep(600_000); // the marketplace does not answer; ended by the timeout's cancellation
+          return succeeded(n);
+        },
+        markExpired: () => expired(0),
+      });
+      const { handle, input } = await startRecord(ownWorker.taskQueue, { deadlineMs: (await own.currentTimeMs()) + 6000 }, own);
       const result = await handle.result();
       const sends = s.callsOf('sendRecord');
       // Three under normal load; a workflow task that times out on a starved machine re-runs its
@@ -170,7 +175,10 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
       assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'the hanging attempt was cut at the deadline, not before');
       assert.equal(result.status, 'Expired');
       assert.deepEqual(await shownAttributes(handle), { status: 'Expired', errorCode: 'marketplace_window_expired' });
-    });
+    } finally {
+      await ownWorker.shutdown();
+      await own.teardown();
+    }
   });
 
   it('an answer lost until the deadline: markExpired settles Unconfirmed, shown as such, and the workflow ends', async () => {
