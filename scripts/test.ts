@@ -156,7 +156,7 @@ async function main(): Promise<number> {
     if (interrupted) return 130;
     // The workflow bundle, built once here (while the servers start) rather than by every test
     // file that runs a worker: webpack costs each of them seconds of CPU.
-    const needsBundle = sources.some((s) => /helpers\/(stack|time-skipping|workflow-bundle)'/.test(s));
+    const needsBundle = sources.some((s) => /(helpers\/time-skipping|lib\/stack-harness|lib\/workflow-bundle)'/.test(s));
     const bundling = needsBundle
       ? (async () => {
           bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'remit-test-bundle-'));

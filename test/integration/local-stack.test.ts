@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { freePort } from '../../scripts/lib/proc';
+import { PREBUILT_BUNDLE_ENV } from '../../scripts/lib/workflow-bundle';
 import { eventually } from '../../scripts/lib/stack-harness';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -41,6 +42,10 @@ describe('the local stack (npm start)', () => {
     // A port of its own: with '0' the stack prefers 8080 when free, which another stack on the
     // same machine (a developer's, a cluster proof) can take between its check and the API's bind.
     const env: NodeJS.ProcessEnv = { ...process.env, REMIT_STATE_DIR: stateDir, REMIT_HOUR_SECONDS: String(HOUR_S), REMIT_API_PORT: String(await freePort()), REMIT_MONITORING_INTERVAL: '1s' };
+    // The workflow bundle npm test built once (as a deployment ships one, README):
+    // webpack in the stack's worker, and again in each restart, cost this file about 8 CPU-seconds
+    // each. A worker that bundles at start-up runs in the cluster proof and in `npm start` itself.
+    if (process.env[PREBUILT_BUNDLE_ENV]) env.REMIT_WORKFLOW_BUNDLE_PATH = process.env[PREBUILT_BUNDLE_ENV];
     for (const v of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'AWS_METERING_ENDPOINT', 'AZURE_METERING_ENDPOINT', 'REMIT_INGEST_TOKEN', 'REMIT_OPERATOR_TOKEN', 'REMIT_MONITORING']) delete env[v];
     stack = spawn(process.execPath, [path.join(root, 'scripts', 'bootstrap.mjs'), 'stack'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     stack.stdout!.on('data', (d) => (output += String(d)));

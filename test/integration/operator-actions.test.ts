@@ -151,11 +151,14 @@ describe('retry of an Expired hour whose workflow has finished', () => {
       const all = await remittances(orgId);
       return all.find((i) => i.status === 'Expired');
     }, 60_000, 'the expiry');
-    assert.equal(expired.remittanceHour, iso(H));
+    // Hour H's, or on a starved machine a later hour's record (the usage folds into the next
+    // close when H's closed without it): the story is the same from here, in that record's hour.
+    const expiredHour = Date.parse(expired.remittanceHour);
+    assert.ok(expiredHour >= H, `the expired record is for hour ${iso(H)} or later, not ${expired.remittanceHour}`);
     const handle = stack.client.workflow.getHandle(expired.workflowId);
     await eventually(async () => (await handle.describe()).status.name === 'COMPLETED', 20_000, 'the workflow to finish');
 
-    const body = operation(orgId, H, { status: ['Expired'] });
+    const body = operation(orgId, expiredHour, { status: ['Expired'] });
     const preview = await stack.request('POST', '/v1/remittances/retry', { ...body, dryRun: true });
     assert.equal(preview.status, 200, JSON.stringify(preview.body));
     assert.deepEqual(preview.body.changes.map((c: any) => [c.remittanceId, c.status, c.quantity]), [[expired.id, 'Expired', 7]]);
@@ -171,7 +174,7 @@ describe('retry of an Expired hour whose workflow has finished', () => {
     const ok = items.filter((i) => i.status === 'Succeeded');
     assert.equal(ok.length, 1);
     assert.equal(ok[0].quantity, 7);
-    assert.ok(Date.parse(ok[0].remittanceHour) > H);
+    assert.ok(Date.parse(ok[0].remittanceHour) > expiredHour);
 
     // Retried again once it is billed: the next close finds nothing owed.
     const again = await stack.request('POST', '/v1/remittances/retry', { ...body, dryRun: false });
