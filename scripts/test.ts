@@ -22,6 +22,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ensurePostgresBinaries, startPostgres, type PostgresServer } from './lib/postgres';
 import { REPO_ROOT } from './lib/proc';
+import { MIGRATED_TEMPLATE_ENV, createMigratedTemplate } from './lib/test-database';
 import { ensureTemporalCli, ensureTimeSkippingServer, startTemporalDevServer, type DevServer } from './lib/temporal-cli';
 import { ensureTemporalServer } from './lib/temporal-server';
 import { TEST_NAMESPACES_ENV, testNamespaceOf } from './lib/test-namespace';
@@ -110,9 +111,12 @@ async function main(): Promise<number> {
   let temporal: DevServer | undefined;
   let runner: ChildProcess | undefined;
   let bundleDir: string | undefined;
+  let template: { name: string; drop(): Promise<void> } | undefined;
   let tearingDown: Promise<void> | undefined;
   const teardown = () =>
     (tearingDown ??= (async () => {
+      // Our own server goes away whole; a TEST_DATABASE_URL server keeps only what it had.
+      if (!postgres) await template?.drop().catch((err: unknown) => process.stderr.write(`[test tear-down] ${String(err)}\n`));
       const results = await Promise.allSettled([temporal?.stop(), postgres?.stop(), bundleDir ? fs.promises.rm(bundleDir, { recursive: true, force: true }) : undefined]);
       for (const r of results) if (r.status === 'rejected') process.stderr.write(`[test tear-down] ${String(r.reason)}\n`);
     })());
@@ -184,12 +188,14 @@ async function main(): Promise<number> {
     if (externalDb) log(`PostgreSQL: using TEST_DATABASE_URL from the environment (${externalDb.replace(/\/\/[^@]*@/, '//***@')})`);
     const databaseUrl = externalDb ?? postgres?.url;
     if (!databaseUrl) throw new Error('PostgreSQL did not start');
+    template = await createMigratedTemplate(databaseUrl);
     log(`set-up done in ${((Date.now() - started) / 1000).toFixed(1)} s; running the tests`);
     if (interrupted) return 130;
 
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       TEST_DATABASE_URL: databaseUrl,
+      [MIGRATED_TEMPLATE_ENV]: template.name,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
       [TEST_NAMESPACES_ENV]: JSON.stringify(Object.fromEntries(namespaced.map((f) => [path.resolve(REPO_ROOT, f), testNamespaceOf(f)]))),

@@ -9,7 +9,6 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
 import { loadConfig, type RemitConfig, type TimeSettings } from '../../config/env';
 import { openDatabase, type Database } from '../../db/client';
-import { migrate } from '../../db/migrate';
 import { type Catalog } from '../../domain/catalog';
 import { loadCatalog } from '../../config/catalog';
 import { startAwsEmulator, type AwsEmulator } from '../emulators/aws';
@@ -75,7 +74,6 @@ export async function startTestStack(o: TestStackOptions): Promise<TestStack> {
   installRuntime();
   const acceptanceHours = o.awsAcceptanceHours ?? 6;
   const testDb = await createTestDatabase();
-  await migrate(testDb.url);
   const database = openDatabase(testDb.url, { max: 20 });
   const aws = await startAwsEmulator({ hourMs: o.hourMs, acceptanceHours, host: '127.0.0.1' });
   const azureAcceptanceHours = Number(o.env?.REMIT_AZURE_ACCEPTANCE_HOURS ?? 24);

@@ -13,6 +13,13 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/**
+ * Names a database on the test server that `npm test` migrated once at set-up: a migrated test
+ * database is then a copy of it (CREATE DATABASE ... TEMPLATE), about 160 ms where running the
+ * migrations on each new database took about 400 ms, for some hundred databases a run.
+ */
+export const MIGRATED_TEMPLATE_ENV = 'REMIT_TEST_TEMPLATE_DATABASE';
+
 /** The admin URL of the test server; tests are meant to run under `npm test`, which sets it. */
 export function testDatabaseServerUrl(): string {
   const url = process.env.TEST_DATABASE_URL;
@@ -25,8 +32,8 @@ export function testDatabaseServerUrl(): string {
   return url;
 }
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: testDatabaseServerUrl() });
+async function admin<T>(fn: (c: pg.Client) => Promise<T>, serverUrl = testDatabaseServerUrl()): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
   try {
     return await fn(client);
@@ -37,12 +44,14 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
 
 /**
  * Creates a uniquely named database (`t_<name>_<random>`) and applies the product's migrations
- * to it (db/migrate.ts), unless `{ migrate: false }`.
+ * to it (db/migrate.ts), unless `{ migrate: false }`; under `npm test`, by copying the database it
+ * migrated once (MIGRATED_TEMPLATE_ENV).
  */
 export async function createTestDatabase(name = 'test', opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '').slice(0, 40) || 'test';
   const dbName = `t_${slug}_${randomBytes(5).toString('hex')}`;
-  await admin((c) => c.query(`CREATE DATABASE "${dbName}"`));
+  const template = opts.migrate !== false ? process.env[MIGRATED_TEMPLATE_ENV] : undefined;
+  await admin((c) => c.query(`CREATE DATABASE "${dbName}"${template ? ` TEMPLATE "${template}"` : ''}`));
   const url = new URL(testDatabaseServerUrl());
   url.pathname = `/${dbName}`;
   let dropped: Promise<void> | undefined;
@@ -54,7 +63,7 @@ export async function createTestDatabase(name = 'test', opts: { migrate?: boolea
         await c.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
       })),
   };
-  if (opts.migrate !== false) {
+  if (opts.migrate !== false && !template) {
     try {
       await migrate(db.url);
     } catch (err) {
@@ -63,4 +72,24 @@ export async function createTestDatabase(name = 'test', opts: { migrate?: boolea
     }
   }
   return db;
+}
+
+/**
+ * The database every migrated test database copies (MIGRATED_TEMPLATE_ENV), made by `npm test`
+ * once per run on its server: the migrations applied as the product applies them. Nothing may stay
+ * connected to it, or PostgreSQL refuses to copy it.
+ */
+export async function createMigratedTemplate(serverUrl: string): Promise<{ name: string; drop(): Promise<void> }> {
+  const name = `t_template_${randomBytes(5).toString('hex')}`;
+  await admin((c) => c.query(`CREATE DATABASE "${name}"`), serverUrl);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const drop = () => admin(async (c) => void (await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)), serverUrl);
+  try {
+    await migrate(url.toString());
+  } catch (err) {
+    await drop().catch(() => undefined);
+    throw err;
+  }
+  return { name, drop };
 }
