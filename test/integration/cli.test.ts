@@ -46,9 +46,15 @@ function stackEnv(): NodeJS.ProcessEnv {
 }
 
 /** Run `node bin/remit.mjs ...args`; the environment starts from a copy without any REMIT_ or DATABASE_ settings. */
-function remit(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+/** The environment a `remit` run sees: the test's own, without what would point it elsewhere, plus `env` (default: this stack's). */
+function cliEnv(env?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(REMIT_|DATABASE_URL$|TEMPORAL_ADDRESS$|TEMPORAL_NAMESPACE$)/.test(k)));
-  const env = { ...base, ...(o.env ?? stackEnv()) };
+  return { ...base, ...(env ?? stackEnv()) };
+}
+
+/** `remit` as an operator runs it: bin/remit.mjs in a process of its own (exit code, stdio, tsx start-up). */
+function remitProcess(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+  const env = cliEnv(o.env);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { cwd: o.cwd ?? cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -71,15 +77,17 @@ function remit(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string } = {}
 }
 
 /**
- * The CLI's own entry (cli/remit.ts main, which bin/remit.mjs runs) in this process: for the many
- * flag and help cases, where a process each cost about 0.6 CPU-seconds of start-up and showed
- * nothing more. Exit codes and stdio of the real process are checked by a few cases through
- * remit() in each test.
+ * The CLI's own entry (cli/remit.ts main, which bin/remit.mjs runs) in this process, with the
+ * same environment and working directory: most cases, since a process each cost about 0.6
+ * CPU-seconds of start-up and showed nothing more (the CLI reads only the environment and
+ * directory it is given). Each kind of outcome is also checked through remitProcess(): help,
+ * usage errors (exit 2), a refused token (exit 1, never printed), a report, the stack found from
+ * the working directory, and an audit that fails (exit 1).
  */
-async function remitInProcess(args: string[], o: { env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+async function remit(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  const code = await main(args, { out: (l = '') => (stdout += `${l}\n`), err: (l = '') => (stderr += `${l}\n`), env: o.env ?? stackEnv(), cwd });
+  const code = await main(args, { out: (l = '') => (stdout += `${l}\n`), err: (l = '') => (stderr += `${l}\n`), env: cliEnv(o.env), cwd: o.cwd ?? cwd });
   let json: unknown;
   try {
     json = JSON.parse(stdout);
@@ -151,24 +159,24 @@ after(async () => {
 
 describe('remit CLI: help and bad flags', () => {
   it('--help for every command: usage, --json, and --dry-run where it changes anything', async () => {
-    const top = await remit(['--help']);
+    const top = await remitProcess(['--help']);
     assert.equal(top.code, 0, show(top));
     for (const c of ['report', 'reset', 'recalculate', 'retry', 'audit', 'replay']) assert.match(top.stdout, new RegExp(`^  ${c} `, 'm'));
     for (const c of ['report', 'reset', 'recalculate', 'retry', 'audit', 'replay']) {
-      const r = await remitInProcess([c, '--help']);
+      const r = await remit([c, '--help']);
       assert.equal(r.code, 0, show(r));
       assert.match(r.stdout, new RegExp(`^Usage: remit ${c}`), c);
       assert.match(r.stdout, /--json/, c);
       if (c !== 'report' && c !== 'audit') assert.match(r.stdout, /--dry-run/, c);
       assert.equal(r.stderr, '', c);
     }
-    const h = await remitInProcess(['help', 'audit']);
-    const viaProcess = await remit(['audit', '--help']);
+    const h = await remit(['help', 'audit']);
+    const viaProcess = await remitProcess(['audit', '--help']);
     assert.equal(viaProcess.code, 0, show(viaProcess));
-    assert.equal(viaProcess.stdout, (await remitInProcess(['audit', '--help'])).stdout, 'the process prints what the entry prints');
+    assert.equal(viaProcess.stdout, (await remit(['audit', '--help'])).stdout, 'the process prints what the entry prints');
     assert.equal(h.code, 0);
     assert.match(h.stdout, /remit audit log/);
-    const none = await remit([]);
+    const none = await remitProcess([]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /Usage: remit <command>/);
   });
@@ -205,7 +213,7 @@ describe('remit CLI: help and bad flags', () => {
       [['replay', '--query', 'OrgId="x"', '--signal', 'rewind'], /--signal must be one of retry, recalculate, reset/],
     ];
     // Two through the real process (exit code 2, stdout empty), the rest through its entry.
-    const runs: Run[] = await Promise.all(cases.map(([args], i) => (i < 2 ? remit(args, { env }) : remitInProcess(args, { env }))));
+    const runs: Run[] = await Promise.all(cases.map(([args], i) => (i < 2 ? remitProcess(args, { env }) : remit(args, { env }))));
     for (const [i, [args, message]] of cases.entries()) {
       const r = runs[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}\n${show(r)}`);
@@ -221,7 +229,7 @@ describe('remit CLI: help and bad flags', () => {
     assert.match(bad.stderr, /400 unknown productTag "no-such-product"/);
 
     const wrong = `wrong-${randomUUID()}`;
-    const r = await remit(['report', '--token', wrong]);
+    const r = await remitProcess(['report', '--token', wrong]);
     assert.equal(r.code, 1, show(r));
     assert.match(r.stderr, /refused the operator token/);
     assert.ok(!r.stdout.includes(wrong) && !r.stderr.includes(wrong), 'the token is not printed');
@@ -235,7 +243,7 @@ describe('remit CLI: help and bad flags', () => {
 
 describe('remit CLI against the stack', () => {
   it('report --json shows the succeeded remittance; the table says what was remitted and why', async () => {
-    const r = await remit(['report', '--org', orgA, '--json']);
+    const r = await remitProcess(['report', '--org', orgA, '--json']);
     assert.equal(r.code, 0, show(r));
     assert.equal(r.json.summary.totals.Succeeded.remittances, 1);
     assert.equal(r.json.summary.totals.Succeeded.quantity, 4);
@@ -410,7 +418,7 @@ describe('remit CLI against the stack', () => {
         hourSeconds: HOUR_MS / 1000,
       }));
       const { REMIT_STACK_FILE: _f, REMIT_API_URL: _a, REMIT_OPERATOR_TOKEN: _t, DATABASE_URL: _d, TEMPORAL_ADDRESS: _ta, TEMPORAL_NAMESPACE: _n, REMIT_HOUR_SECONDS: _h, ...env } = stackEnv();
-      const report = await remit(['report', '--org', orgA, '--json'], { env, cwd: dir });
+      const report = await remitProcess(['report', '--org', orgA, '--json'], { env, cwd: dir });
       assert.equal(report.code, 0, show(report));
       assert.equal(report.json.items[0].id, succeeded.id);
       const audit = await remit(['audit', '--json'], { env, cwd: dir });
@@ -458,7 +466,7 @@ describe('remit CLI against the stack', () => {
   it('audit exits 1 with a clear message after the ledger is tampered with, and 0 again once repaired', async () => {
     await stack.database.pool.query('UPDATE remittances SET bill = bill + 1 WHERE id = $1', [succeeded.id]);
     try {
-      const r = await remit(['audit', '--aws-records', awsRecordsUrl()]);
+      const r = await remitProcess(['audit', '--aws-records', awsRecordsUrl()]);
       assert.equal(r.code, 1, show(r));
       assert.match(r.stdout, /FAILED: \d+ violation/);
       assert.match(r.stdout, new RegExp(`ledger and marketplace disagree for receipt ${succeeded.receiptId}: ledger 5 vCPU_hours ${acctA} @${succeeded.remittanceHour}, marketplace 4 vCPU_hours ${acctA}`));
