@@ -144,8 +144,10 @@ describe('retry of an Expired hour whose workflow has finished', () => {
     const orgId = newOrg();
     const acct = newAccount();
     const H = await pastPreviousClose(stack, 1000);
-    // AWS fails every call for this customer until after hour H's window (H + 16 s) has closed.
-    await fault({ kind: 'server-error', durationMs: 18_000, match: { customer: acct } });
+    // AWS fails every call for this customer until the record has expired (below): on a starved
+    // machine the sweep can close H late, folding its usage into a later hour's record whose window
+    // outlasted any fixed fault.
+    await fault({ kind: 'server-error', durationMs: 300_000, match: { customer: acct } });
     await post(orgId, acct, 7, H);
     const expired = await eventually(async () => {
       const all = await remittances(orgId);
@@ -157,6 +159,7 @@ describe('retry of an Expired hour whose workflow has finished', () => {
     assert.ok(expiredHour >= H, `the expired record is for hour ${iso(H)} or later, not ${expired.remittanceHour}`);
     const handle = stack.client.workflow.getHandle(expired.workflowId);
     await eventually(async () => (await handle.describe()).status.name === 'COMPLETED', 20_000, 'the workflow to finish');
+    assert.equal((await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'DELETE' })).status, 200, 'AWS answers again');
 
     const body = operation(orgId, expiredHour, { status: ['Expired'] });
     const preview = await stack.request('POST', '/v1/remittances/retry', { ...body, dryRun: true });
