@@ -197,6 +197,8 @@ async function killWorker(c: Cluster, accepted: () => Promise<number>): Promise<
 
 interface RetryReport {
   failedSeen: number;
+  /** Refused records whose first send was in flight on the killed worker: Unconfirmed, for the runbook. */
+  unconfirmedSeen: number;
   signalled: number;
   cli: string;
 }
@@ -208,14 +210,23 @@ interface RetryReport {
  */
 async function bulkRetry(c: Cluster, aws: string, o: Options, orgId: string, deadlineMs: number): Promise<RetryReport> {
   const query = `WorkflowType="${RECORD_WORKFLOW}" AND ExecutionStatus="Running" AND RemittanceStatus="Failed" AND RemittanceErrorCode="marketplace_customer_not_subscribed" AND OrgId="${orgId}"`;
+  // A refused record whose first send was in flight on the worker the proof kills cannot be told
+  // from one the marketplace kept (the answer was lost, the re-send refused): it ends Unconfirmed,
+  // and the runbook's step (below) handles it. With eager starts the worker that closed the hour
+  // runs most of its records, so the kill often catches some of these in flight.
+  const unconfirmedQuery = `WorkflowType="${RECORD_WORKFLOW}" AND RemittanceStatus="Unconfirmed" AND OrgId="${orgId}"`;
   const { client, close } = await connectClient(c.temporal);
   try {
-    const failedSeen = await eventually(async () => {
-      const n = (await client.workflow.count(query)).count;
-      return n >= o.unsubscribed ? n : undefined;
-    }, deadlineMs, `${o.unsubscribed} records refused as not subscribed to show Failed in Temporal`, 500);
-    log(`${failedSeen} record workflows match ${query}`);
+    const [failedSeen, unconfirmedSeen] = await eventually(async () => {
+      const [failed, unconfirmed] = await Promise.all([client.workflow.count(query), client.workflow.count(unconfirmedQuery)]);
+      return failed.count + unconfirmed.count >= o.unsubscribed ? [failed.count, unconfirmed.count] : undefined;
+    }, deadlineMs, `${o.unsubscribed} records refused as not subscribed to show Failed (or Unconfirmed) in Temporal`, 500);
+    log(`${failedSeen} record workflows match ${query}; ${unconfirmedSeen} ended Unconfirmed`);
     await json(`${aws}/_emulator/faults`, { method: 'DELETE' });
+    if (failedSeen === 0) {
+      log('subscriptions fixed (AWS emulator faults cleared); no Failed record to retry in bulk');
+      return { failedSeen, unconfirmedSeen, signalled: 0, cli: (await ensureTemporalCli(log)).version };
+    }
     log('subscriptions fixed (AWS emulator faults cleared); retrying them in bulk by query with the temporal CLI ...');
     const cli = await ensureTemporalCli(log);
     const reason = 'cluster-proof: subscriptions fixed';
@@ -226,7 +237,7 @@ async function bulkRetry(c: Cluster, aws: string, o: Options, orgId: string, dea
     log(`temporal workflow signal --query: ${`${r.stdout}`.trim().split('\n').slice(-2).join(' ')}`);
     // The batch job runs on the server's system worker: done when nothing matches any more.
     await eventually(async () => (await client.workflow.count(query)).count === 0, 120_000, 'the batch job to signal every matching workflow', 500);
-    return { failedSeen, signalled: failedSeen, cli: cli.version };
+    return { failedSeen, unconfirmedSeen, signalled: failedSeen, cli: cli.version };
   } finally {
     await close();
   }
@@ -390,7 +401,7 @@ async function prove(c: Cluster, o: Options, started: number): Promise<void> {
   out(`cluster proof passed: ${o.keys} keys billed once each (quantity ${quantity}) through 2 APIs and 2 workers`);
   out(`  Temporal server restarted mid-hour (back in ${result.temporalRestartSeconds} s)`);
   out(`  worker-1 SIGKILLed mid-send at ${kill.acceptedAtKill} records; worker-2 alone had ${kill.acceptedWhileDown} more accepted until the supervisor had worker-1 back (pid ${kill.backPid}, ${result.workerKill.downSeconds} s); record workflows completed since: worker-1 ${perWorker[0] ?? 0}, worker-2 ${perWorker[1] ?? 0}`);
-  if (retry) out(`  ${retry.failedSeen} records refused (not subscribed) showed Failed; subscriptions fixed, retried in bulk with \`temporal workflow signal --query\` (${retry.cli}); all billed once (${retriedInOwnHour} in their own hour, ${retried.length - retriedInOwnHour} by a later hour's close)`);
+  if (retry) out(`  ${retry.failedSeen} records refused (not subscribed) showed Failed${retry.unconfirmedSeen ? ` (${retry.unconfirmedSeen} more were in flight on the killed worker: Unconfirmed)` : ''}; subscriptions fixed, retried in bulk with \`temporal workflow signal --query\` (${retry.cli}); all billed once (${retriedInOwnHour} in their own hour, ${retried.length - retriedInOwnHour} by a later hour's close)`);
   if (resetDone.size) out(`  ${resetDone.size} hour(s) ended Unconfirmed (a send's answer lost, then the customer refused) and the marketplace did not hold them: reset per the runbook, billed by a later close`);
   out(`  ${calls.length} AWS calls, at most ${maxPerSecond}/s per account and region; remit audit clean`);
   out(`  burst: ${recordsPerSecond} records/s after window close${floor ? `; floor of this server ${floor.workflowsPerSecond} minimal workflows/s (ratio ${result.ratioToFloor})` : ''}; goal 100 records/s; load average ${result.loadAverage.atEnd.join(' ')}`);
