@@ -39,6 +39,23 @@ function installRuntime(): void {
 }
 
 /**
+ * A test file's time-skipping server with a scripted worker on it (the workflow bundle built
+ * meanwhile), and how to stop both, worker first.
+ */
+export async function startScriptedTimeSkipping(): Promise<{ env: TestWorkflowEnvironment; worker: ScriptedWorker; stop(): Promise<void> }> {
+  const [env] = await Promise.all([startTimeSkipping(), workflowBundle()]);
+  const worker = await startScriptedWorker(env);
+  return {
+    env,
+    worker,
+    stop: async () => {
+      await worker.shutdown();
+      await env.teardown();
+    },
+  };
+}
+
+/**
  * A fresh time-skipping server with the product's search attributes registered (the test server
  * refuses unregistered ones, as a real server would). One per test file: time skipping is global
  * to the server, so a file's tests run one after the other.

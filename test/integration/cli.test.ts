@@ -65,13 +65,7 @@ function remitProcess(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      let json: unknown;
-      try {
-        json = JSON.parse(stdout);
-      } catch {
-        json = undefined;
-      }
-      resolve({ code, stdout, stderr, json });
+      resolve(runOf(code, stdout, stderr));
     });
   });
 }
@@ -88,6 +82,11 @@ async function remit(args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string 
   let stdout = '';
   let stderr = '';
   const code = await main(args, { out: (l = '') => (stdout += `${l}\n`), err: (l = '') => (stderr += `${l}\n`), env: cliEnv(o.env), cwd: o.cwd ?? cwd });
+  return runOf(code, stdout, stderr);
+}
+
+/** A run's outcome, with its stdout parsed when it is JSON (--json). */
+function runOf(code: number | null, stdout: string, stderr: string): Run {
   let json: unknown;
   try {
     json = JSON.parse(stdout);

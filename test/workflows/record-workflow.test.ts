@@ -14,21 +14,16 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { SendResult } from '../../activities';
 import type { RecordWorkflowInput } from '../../workflows/remittance';
 import { SA, recalculateSignal, resetSignal, retrySignal, stateQuery, type RemittanceView } from '../../workflows/definitions';
-import { historyFacts, shownAttributes, startScriptedWorker, startTimeSkipping, until, workflowBundle, type ScriptedWorker } from '../helpers/time-skipping';
+import { historyFacts, shownAttributes, startScriptedTimeSkipping, startScriptedWorker, startTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
 
 const HOUR = 3_600_000;
 const RECORD = 'rec-1';
 
 let env: TestWorkflowEnvironment;
 let worker: ScriptedWorker;
-before(async () => {
-  [env] = await Promise.all([startTimeSkipping(), workflowBundle()]);
-  worker = await startScriptedWorker(env);
-});
-after(async () => {
-  await worker?.shutdown();
-  await env?.teardown();
-});
+let stop: (() => Promise<void>) | undefined;
+before(async () => void ({ env, worker, stop } = await startScriptedTimeSkipping()));
+after(async () => stop?.());
 const script: ScriptedWorker['script'] = (impls) => worker.script(impls);
 const withTaskQueue = <T>(fn: (taskQueue: string) => Promise<T>): Promise<T> => fn(worker.taskQueue);
 

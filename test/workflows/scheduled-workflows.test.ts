@@ -11,21 +11,16 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { closedHourAt } from '../../domain/time';
 import type { PullHourResult } from '../../activities/usage-pull';
 import { targetHour, type UsagePullInput, type UsagePullResult } from '../../workflows/usage-pull';
-import { startScriptedWorker, startTimeSkipping, until, workflowBundle, type ScriptedWorker } from '../helpers/time-skipping';
+import { startScriptedTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
 let env: TestWorkflowEnvironment;
 let worker: ScriptedWorker;
-before(async () => {
-  [env] = await Promise.all([startTimeSkipping(), workflowBundle()]);
-  worker = await startScriptedWorker(env);
-});
-after(async () => {
-  await worker?.shutdown();
-  await env?.teardown();
-});
+let stop: (() => Promise<void>) | undefined;
+before(async () => void ({ env, worker, stop } = await startScriptedTimeSkipping()));
+after(async () => stop?.());
 
 let seq = 0;
 const iso = (ms: number) => new Date(ms).toISOString();
