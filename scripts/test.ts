@@ -50,7 +50,6 @@ const DEFAULT_CONCURRENCY = 4;
  * as 3 s, any other file as 1 s (wall-clock seconds with 4 files at a time on 2 cores).
  */
 const EXPECTED_SECONDS: Record<string, number> = {
-  'record-workflow.test.ts': 90, // usually 15 s; a hanging local activity can take 90 s (docs/design.md)
   'crash.test.ts': 95,
   'marketplace-scale.test.ts': 80,
   'operator-actions.test.ts': 75,

@@ -19,6 +19,7 @@ import {
   ApplicationFailure,
   TimeoutFailure,
   condition,
+  isCancellation,
   log,
   proxyLocalActivities,
   setCurrentDetails,
@@ -26,7 +27,7 @@ import {
   sleep,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import { RetryState } from '@temporalio/common';
+import { TimeoutType } from '@temporalio/common';
 import type { RemittanceActivities, SendResult } from '../activities';
 import {
   SA,
@@ -138,11 +139,24 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
    * Send until the marketplace gives a final answer or the record's acceptance deadline passes.
    * Each attempt is one local activity; between attempts the workflow shows the attempt count and
    * the last error (RemittanceErrorCode, current details) and backs off, honouring the
-   * marketplace's retry-after. Crashes and database errors inside an attempt are retried.
+   * marketplace's retry-after. An attempt that crashes (a database error, a dropped connection)
+   * or hangs past its start-to-close timeout is tried again after the same backoff.
+   *
+   * This loop is the only retry: each attempt is scheduled once, with what is left until the
+   * deadline as its schedule-to-close timeout, so the deadline is checked before every attempt.
+   * The SDK's own in-worker retries of a local activity broke that bound: a schedule-to-close
+   * timeout that fired between two of them was dropped, and each later attempt got a fresh
+   * window (its start-to-close is clamped to the whole schedule-to-close) until the backoff
+   * outgrew the 1-minute local retry threshold. Seen: a 6-s deadline overrun by 80 s.
    */
   async function send(id: string): Promise<SendResult> {
     const maxBackoff = Math.max(1000, Math.min(600_000, hourLengthMs / 12));
     let backoff = 1000;
+    const nextWait = (retryAfterMs = 0): number => {
+      const wait = Math.min(Math.max(backoff, retryAfterMs), Math.max(0, deadlineMs - Date.now()));
+      backoff = Math.min(maxBackoff, backoff * 2);
+      return wait;
+    };
     for (;;) {
       const remaining = deadlineMs - Date.now();
       if (remaining <= 0) return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
@@ -150,29 +164,34 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         // Waiting in the batcher and for the marketplace's rate limit is part of an attempt.
         startToCloseTimeout: '10 minutes',
         scheduleToCloseTimeout: remaining,
-        retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: `${maxBackoff} ms`, nonRetryableErrorTypes: ['NonRetryable'] },
+        retry: { maximumAttempts: 1 },
       });
       let r: SendResult;
       try {
         r = await attempt.sendRecord({ recordId: id });
       } catch (err) {
-        if (err instanceof ActivityFailure && (err.retryState === RetryState.TIMEOUT || err.cause instanceof TimeoutFailure)) {
+        if (isCancellation(err)) throw err;
+        if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
           return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
         }
         // A local activity's own failure reaches the workflow unwrapped (the SDK records it in
         // the marker as thrown, without an ActivityFailure around it); a timeout comes wrapped.
         const failure = err instanceof ActivityFailure ? err.cause : err;
-        if (failure instanceof ApplicationFailure) {
+        if (failure instanceof ApplicationFailure && (failure.nonRetryable || failure.type === 'NonRetryable')) {
           return db.markFailed({ recordId: id, errorCode: 'unknown', reason: failure.message });
         }
-        throw err;
+        // Crashed or cut by its start-to-close timeout: nothing the marketplace answered, so the
+        // shown status stays as it was; the worker's log has the error.
+        log.warn('send attempt crashed; trying again', { recordId: id, error: failure instanceof Error ? failure.message : String(failure) });
+        const wait = nextWait();
+        if (wait > 0) await sleep(wait);
+        continue;
       }
       if (r.status !== 'Sending') return r;
-      const wait = Math.min(Math.max(backoff, r.retryAfterMs ?? 0), Math.max(0, deadlineMs - Date.now()));
+      const wait = nextWait(r.retryAfterMs);
       view.attempts = r.attempts;
       show('Sending', `Attempt ${r.attempts} did not go through: ${r.reason}\n\nSending again in ${Math.round(wait / 1000)} s; deadline ${view.deadline}.`, r.errorCode);
       if (wait > 0) await sleep(wait);
-      backoff = Math.min(maxBackoff, backoff * 2);
     }
   }
 }

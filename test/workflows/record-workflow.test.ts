@@ -14,7 +14,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { SendResult } from '../../activities';
 import type { RecordWorkflowInput } from '../../workflows/remittance';
 import { SA, recalculateSignal, resetSignal, retrySignal, stateQuery, type RemittanceView } from '../../workflows/definitions';
-import { historyFacts, shownAttributes, startScriptedTimeSkipping, startScriptedWorker, startTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
+import { historyFacts, shownAttributes, startScriptedTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
 
 const HOUR = 3_600_000;
 const RECORD = 'rec-1';
@@ -139,29 +139,28 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
     });
   });
 
-  it('a send that crashes is retried, and one that hangs is cut at the deadline: markExpired, Expired', { timeout: 120_000 }, async () => {
-    // sendRecord's own retries and timeout run in the worker in real time (below the SDK's local
-    // retry threshold): a deadline a few seconds out keeps this short. The worker counts that
-    // timeout from the workflow's clock: on this file's server, which earlier tests have skipped
-    // hours ahead, the cut came as late as that lead (seen: 90 s, and a hang of minutes). A
-    // server of its own, whose clock is still the worker's.
-    const own = await startTimeSkipping();
-    const ownWorker = await startScriptedWorker(own);
-    try {
-      const s = ownWorker.script({
-        sendRecord: async (_: unknown, n: number) => {
-          if (n < 3) throw new Error('connection refused');
-          await Context.current().sleep(600_000); // the marketplace does not answer; ended by the timeout's cancellation
-          return succeeded(n);
-        },
-        markExpired: () => expired(0),
-      });
-      const { handle, input } = await startRecord(ownWorker.taskQueue, { deadlineMs: (await own.currentTimeMs()) + 6000 }, own);
+  it('a send that crashes is retried, and one that hangs is cut at the deadline: no attempt after it, markExpired, Expired', async () => {
+    // The crashed attempts' backoffs are workflow timers (skipped); the hang runs in the worker
+    // and is cut by the local activity's schedule-to-close timeout, in real time: a deadline a
+    // few seconds out keeps this short.
+    const s = script({
+      sendRecord: async (_: unknown, n: number) => {
+        if (n < 3) throw new Error('connection refused');
+        await Context.current().sleep(600_000); // the marketplace does not answer; ended by the timeout's cancellation
+        return succeeded(n);
+      },
+      markExpired: () => expired(0),
+    });
+    await withTaskQueue(async (tq) => {
+      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 6000 });
       const result = await handle.result();
       const sends = s.callsOf('sendRecord');
       // Three under normal load; a workflow task that times out on a starved machine re-runs its
       // local activities, so only the order is exact.
       assert.ok(sends.length >= 3, `crashed attempts were retried (${sends.length} sends)`);
+      // Before the fix, a timeout that fell between the SDK's in-worker retries was dropped and
+      // the hang was retried with a fresh window each time, past the deadline.
+      assert.deepEqual(sends.filter((c) => c.atMs >= input.deadlineMs).map((c) => c.atMs - input.deadlineMs), [], 'no attempt began after the deadline');
       assert.deepEqual(
         s.calls.filter((c) => c.activity !== 'sendRecord').map((c) => [c.activity, c.input]),
         [['markExpired', { recordId: RECORD, reason: 'Retried until the acceptance deadline passed.' }]],
@@ -170,10 +169,33 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
       assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'the hanging attempt was cut at the deadline, not before');
       assert.equal(result.status, 'Expired');
       assert.deepEqual(await shownAttributes(handle), { status: 'Expired', errorCode: 'marketplace_window_expired' });
-    } finally {
-      await ownWorker.shutdown();
-      await own.teardown();
-    }
+    });
+  });
+
+  it('a send that keeps crashing past the deadline: each retry waits on a timer, none begins after the deadline, markExpired, Expired', async () => {
+    // Backoffs of 1, 2 and 4 s against a deadline 5 s out: the fourth attempt would begin after
+    // it. The SDK's in-worker retries did begin it (the schedule-to-close timeout fired during
+    // the backoff and was dropped) and went on to about 60 s of attempts.
+    const s = script({
+      sendRecord: () => {
+        throw new Error('connection refused');
+      },
+      markExpired: () => expired(3),
+    });
+    await withTaskQueue(async (tq) => {
+      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 5000 });
+      const result = await handle.result();
+      assert.deepEqual(
+        s.calls.map((c) => c.activity),
+        ['sendRecord', 'sendRecord', 'sendRecord', 'markExpired'],
+      );
+      assert.deepEqual(s.callsOf('sendRecord').filter((c) => c.atMs >= input.deadlineMs).map((c) => c.atMs - input.deadlineMs), [], 'no attempt began after the deadline');
+      assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'expired at the deadline, not before');
+      const { timersMs } = await historyFacts(handle);
+      assert.deepEqual(timersMs.slice(0, 2), [1000, 2000], 'the backoffs between attempts');
+      assert.ok(timersMs.length === 3 && timersMs[2]! <= 2000, `the third backoff (4 s) is cut at the deadline: ${timersMs}`);
+      assert.equal(result.status, 'Expired');
+    });
   });
 
   it('an answer lost until the deadline: markExpired settles Unconfirmed, shown as such, and the workflow ends', async () => {
