@@ -37,3 +37,8 @@ export async function fault(stack: TestStack, spec: unknown) {
   const r = await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
   assert.equal(r.status, 200, await r.text());
 }
+
+/** AWS answers again: every queued fault is dropped. */
+export async function clearFaults(stack: TestStack) {
+  assert.equal((await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'DELETE' })).status, 200, 'AWS answers again');
+}
