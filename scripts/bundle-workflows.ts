@@ -1,17 +1,18 @@
 // `node --import tsx scripts/bundle-workflows.ts OUT.js`: the Temporal workflow bundle, built once
 // (at image build time) instead of by every worker at start-up. A worker loads it when
 // REMIT_WORKFLOW_BUNDLE_PATH names it; without it, the worker bundles workflows/ itself.
+// `npm test` builds its bundle with the same two functions (scripts/lib/workflow-bundle.ts).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { buildWorkflowBundle, writeWorkflowBundle } from './lib/workflow-bundle';
 
 async function main() {
   const out = path.resolve(process.argv[2] ?? 'dist/workflow-bundle.js');
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });
+  const bundle = await buildWorkflowBundle();
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, code);
-  console.log(`workflow bundle: ${out} (${code.length} bytes)`);
+  await writeWorkflowBundle(bundle, out);
+  console.log(`workflow bundle: ${out} (${bundle.code.length} bytes, source map ${path.basename(out)}.map)`);
 }
 
 main().catch((err) => {

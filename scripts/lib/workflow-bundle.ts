@@ -1,7 +1,9 @@
-// The product's workflow bundle for tests. `npm test` builds it once in its set-up (scripts/test.ts,
-// from the current sources) and names it in REMIT_TEST_WORKFLOW_BUNDLE: each test file that runs
-// a worker loads it instead of running webpack again (5 s of CPU a file on this machine, 15-25 s
-// of wall clock under load). Run outside `npm test`, a file bundles for itself.
+// The product's workflow bundle: how it is built and written (scripts/bundle-workflows.ts, the
+// image's prebuilt bundle, and npm test's), and the one a test process uses. `npm test` builds it
+// once in its set-up (scripts/test.ts, from the current sources) and names it in
+// REMIT_TEST_WORKFLOW_BUNDLE: each test file that runs a worker loads it instead of running
+// webpack again (5 s of CPU a file on this machine, 15-25 s of wall clock under load). Run
+// outside `npm test`, a file bundles for itself.
 
 import fs from 'node:fs/promises';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
