@@ -60,8 +60,9 @@ export class FaultQueue {
     });
   }
 
-  clear(): void {
-    this.faults = [];
+  /** Drops every fault, or only those whose match names this customer. */
+  clear(customer?: string): void {
+    this.faults = customer === undefined ? [] : this.faults.filter((f) => f.spec.match?.customer !== customer);
   }
 
   list(): FaultSpec[] {
@@ -96,7 +97,7 @@ export class FaultQueue {
 /**
  * The fault and reset routes every emulator's admin API shares: `GET|POST|DELETE
  * /_emulator/faults` (POST takes one spec or an array; `check` refuses kinds an emulator does not
- * support) and `POST /_emulator/reset`. Returns undefined for any other route.
+ * support; DELETE takes an optional customer) and `POST /_emulator/reset`. Returns undefined for any other route.
  */
 export function sharedAdminRoute(
   route: string,
@@ -118,9 +119,19 @@ export function sharedAdminRoute(
       } catch (err) {
         return { status: 400, body: { error: (err as Error).message } };
       }
-    case 'DELETE /_emulator/faults':
-      faults.clear();
-      return { status: 200, body: { faults: [] } };
+    case 'DELETE /_emulator/faults': {
+      // An optional `{"customer": "..."}` body drops only that customer's faults: stories that
+      // share an emulator end their own fault without ending another's.
+      let customer: unknown;
+      try {
+        customer = body ? (JSON.parse(body) as { customer?: unknown }).customer : undefined;
+      } catch (err) {
+        return { status: 400, body: { error: (err as Error).message } };
+      }
+      if (customer !== undefined && typeof customer !== 'string') return { status: 400, body: { error: 'customer must be a string' } };
+      faults.clear(customer);
+      return { status: 200, body: { faults: faults.list() } };
+    }
     case 'POST /_emulator/reset':
       reset();
       return { status: 200, body: { reset: true } };
