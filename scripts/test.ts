@@ -51,11 +51,11 @@ const DEFAULT_CONCURRENCY = 4;
  */
 const EXPECTED_SECONDS: Record<string, number> = {
   'crash.test.ts': 95,
-  'marketplace-scale.test.ts': 80,
-  'operator-actions.test.ts': 75,
-  'resilience-window.test.ts': 60,
+  'marketplace-scale.test.ts': 60,
+  'operator-actions.test.ts': 45,
+  'resilience-window.test.ts': 40,
   'billing-stories.test.ts': 55,
-  'resilience.test.ts': 50,
+  'resilience.test.ts': 25,
   'usage-pull.test.ts': 45,
   'temporal-tls.test.ts': 35,
   'contract-stories.test.ts': 28,

@@ -379,7 +379,9 @@ describe('usage pull on the real stack', () => {
     const H = await startOfAnHour();
     await usage(orgId, H - 2 * HOUR_MS, 2);
     await usage(orgId, H - HOUR_MS, 3.5);
-    const back = outage(2000);
+    // Down until the retries have been seen (not for a fixed time: a pull that starts late on a
+    // loaded machine found a 2-s outage already over).
+    await prom.down();
     const handle = await startPull({ since: iso(H - 2 * HOUR_MS) });
 
     // While the source is down: a pending activity with its attempt count and last error (what the Web UI shows).
@@ -387,13 +389,13 @@ describe('usage pull on the real stack', () => {
       const d = await handle.describe();
       const a = d.raw.pendingActivities?.[0];
       return a && (a.attempt ?? 0) >= 2 && a.lastFailure?.message ? a : undefined;
-    }, 10_000, 'the pull to be retrying');
+    }, 30_000, 'the pull to be retrying');
     assert.equal(pending.activityType?.name, 'pullUsageHour');
     assert.match(pending.lastFailure!.message!, /Prometheus at http:\/\/127\.0\.0\.1:\d+ could not be read/);
     const retrying = await pulls(H - HOUR_MS, H - HOUR_MS);
     assert.equal(retrying[0]?.status, 'pulling');
     assert.match(retrying[0]?.lastError ?? '', /ECONNREFUSED/);
-    await back;
+    await prom.up();
 
     const result: UsagePullResult = await handle.result();
     assert.equal(result.target, iso(H - HOUR_MS));

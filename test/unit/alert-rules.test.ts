@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import YAML from 'yaml';
 import { promtool } from '../../scripts/lib/prometheus';
 
 const dir = path.resolve(__dirname, '..', '..', 'ops', 'prometheus');
@@ -56,7 +57,11 @@ describe('ops/prometheus/alerts.yml under promtool', () => {
       const summed = rulesText.replace('max by (marketplace) (delta(remit_remittances{status="Expired"}[1h]))', 'sum by (marketplace) (delta(remit_remittances{status="Expired"}[1h]))');
       assert.notEqual(summed, rulesText);
       fs.writeFileSync(path.join(tmp, 'alerts.yml'), summed);
-      fs.writeFileSync(path.join(tmp, 'alerts.test.yml'), casesText);
+      // Only the cases with two replicas: the whole file again cost 6 s of promtool's CPU.
+      const cases = YAML.parse(casesText) as { tests: Array<{ name: string }> };
+      cases.tests = cases.tests.filter((t) => /replica/.test(t.name));
+      assert.ok(cases.tests.length >= 5, `the replica cases (${cases.tests.length})`);
+      fs.writeFileSync(path.join(tmp, 'alerts.test.yml'), YAML.stringify(cases));
       await assert.rejects(promtool(['test', 'rules', 'alerts.test.yml'], { cwd: tmp }), /RemitRemittancesExpiring: quiet with 3 expired seen by each of two replicas/);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
