@@ -1,8 +1,10 @@
-// Operator guard rails of the `remit` CLI (issue 10, item 5), run as operators run it
-// (`node bin/remit.mjs`, a child process of this test) against the real API and PostgreSQL:
-// nothing changes without --yes (the dry run is shown and the command stops), --force is the
-// only way past the API's per-request bounds, the token can come from a file, and a token given
-// on the command line is never copied onto another process's command line.
+// Operator guard rails of the `remit` CLI (issue 10, item 5) against the real API and
+// PostgreSQL: nothing changes without --yes (the dry run is shown and the command stops), --force
+// is the only way past the API's per-request bounds, the token can come from a file, and a token
+// given on the command line is never copied onto another process's command line (that one as
+// operators run it, `node bin/remit.mjs` in a process of its own; the others through the CLI's
+// entry in this process, as cli.test.ts does: a process each cost start-up CPU and showed nothing
+// more, and cli.test.ts checks each kind of outcome through the real process).
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -14,6 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../../api/app';
+import { main } from '../../cli/remit';
 import { openDatabase, type Database } from '../../db/client';
 import { loadCatalog } from '../../config/catalog';
 import { createLogger } from '../../lib/log';
@@ -35,21 +38,23 @@ interface Run {
   stderr: string;
 }
 
-function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+/** What a `remit` run sees: the test's environment without REMIT_ settings, pointed at this API. */
+function cliEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REMIT_')));
-  return spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...base, REMIT_STACK_FILE: 'none', REMIT_API_URL: apiUrl, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return { ...base, REMIT_STACK_FILE: 'none', REMIT_API_URL: apiUrl, ...env };
 }
 
-function remit(args: string[], env: NodeJS.ProcessEnv = { REMIT_OPERATOR_TOKEN: OPERATOR }): Promise<Run> {
-  const child = start(args, env);
+/** `node bin/remit.mjs ...args` in a process of its own. */
+function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { cwd: dir, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** The CLI's entry (cli/remit.ts main, which bin/remit.mjs runs) in this process. */
+async function remit(args: string[], env: NodeJS.ProcessEnv = { REMIT_OPERATOR_TOKEN: OPERATOR }): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const code = await main(args, { out: (l = '') => (stdout += `${l}\n`), err: (l = '') => (stderr += `${l}\n`), env: cliEnv(env), cwd: dir });
+  return { code, stdout, stderr };
 }
 
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
