@@ -171,18 +171,22 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         r = await attempt.sendRecord({ recordId: id });
       } catch (err) {
         if (isCancellation(err)) throw err;
-        if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
+        // A local activity's failure reaches the workflow unwrapped (the SDK records it in the
+        // marker as thrown, without an ActivityFailure around it), and so does a timeout when the
+        // history is replayed; a timeout comes wrapped only live. Both shapes are handled alike.
+        const failure = err instanceof ActivityFailure ? err.cause : err;
+        if (failure instanceof TimeoutFailure && failure.timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
           return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
         }
-        // A local activity's own failure reaches the workflow unwrapped (the SDK records it in
-        // the marker as thrown, without an ActivityFailure around it); a timeout comes wrapped.
-        const failure = err instanceof ActivityFailure ? err.cause : err;
         if (failure instanceof ApplicationFailure && (failure.nonRetryable || failure.type === 'NonRetryable')) {
           return db.markFailed({ recordId: id, errorCode: 'unknown', reason: failure.message });
         }
+        // Anything but the attempt's own failure (an activity the worker does not register, a
+        // bug in this code) fails the workflow task, which Temporal retries once it is fixed.
+        if (!(failure instanceof ApplicationFailure || failure instanceof TimeoutFailure)) throw err;
         // Crashed or cut by its start-to-close timeout: nothing the marketplace answered, so the
         // shown status stays as it was; the worker's log has the error.
-        log.warn('send attempt crashed; trying again', { recordId: id, error: failure instanceof Error ? failure.message : String(failure) });
+        log.warn('send attempt crashed; trying again', { recordId: id, error: failure.message });
         const wait = nextWait();
         if (wait > 0) await sleep(wait);
         continue;

@@ -193,6 +193,15 @@ export async function historyFacts(handle: WorkflowHandle): Promise<HistoryFacts
   return facts;
 }
 
+/**
+ * Replays a finished workflow's history on the current workflow code, as a worker does after a
+ * cache eviction or to answer a query on a closed workflow: throws on nondeterminism (a local
+ * activity's failure is read back from its marker in a shape that differs from the live one).
+ */
+export async function replays(handle: WorkflowHandle): Promise<void> {
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, await handle.fetchHistory(), handle.workflowId);
+}
+
 /** The workflow's search attributes now, as the Web UI's list shows them. */
 export async function shownAttributes(handle: WorkflowHandle): Promise<{ status: unknown; errorCode: unknown }> {
   const d = await handle.describe();

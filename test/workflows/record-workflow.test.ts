@@ -14,7 +14,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { SendResult } from '../../activities';
 import type { RecordWorkflowInput } from '../../workflows/remittance';
 import { SA, recalculateSignal, resetSignal, retrySignal, stateQuery, type RemittanceView } from '../../workflows/definitions';
-import { historyFacts, shownAttributes, startScriptedTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
+import { historyFacts, replays, shownAttributes, startScriptedTimeSkipping, until, type ScriptedWorker } from '../helpers/time-skipping';
 
 const HOUR = 3_600_000;
 const RECORD = 'rec-1';
@@ -169,6 +169,8 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
       assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'the hanging attempt was cut at the deadline, not before');
       assert.equal(result.status, 'Expired');
       assert.deepEqual(await shownAttributes(handle), { status: 'Expired', errorCode: 'marketplace_window_expired' });
+      // Replayed, the timeout comes back from its marker unwrapped: the same markExpired.
+      await replays(handle);
     });
   });
 
@@ -195,6 +197,7 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
       assert.deepEqual(timersMs.slice(0, 2), [1000, 2000], 'the backoffs between attempts');
       assert.ok(timersMs.length === 3 && timersMs[2]! <= 2000, `the third backoff (4 s) is cut at the deadline: ${timersMs}`);
       assert.equal(result.status, 'Expired');
+      await replays(handle);
     });
   });
 
