@@ -226,7 +226,8 @@ async function main(): Promise<number> {
 
     // The quick unit files share one process: each alone spent most of its second starting Node
     // and tsx (20 of them: 15 s and 19 CPU-s one by one, 3.4 s and 4.4 CPU-s together). Failures
-    // still name the test's own file and line.
+    // still name the test's own file and line; a file that throws as it loads fails the group,
+    // named as quick-unit-files.test.mjs (run it alone: `npm test -- <its name>`).
     const quickUnits = files.filter((f) => f.startsWith('test/unit/') && !(path.basename(f) in EXPECTED_SECONDS));
     let runFiles = files;
     if (quickUnits.length > 1) {

@@ -122,13 +122,19 @@ export function sharedAdminRoute(
     case 'DELETE /_emulator/faults': {
       // An optional `{"customer": "..."}` body drops only that customer's faults: stories that
       // share an emulator end their own fault without ending another's.
-      let customer: unknown;
-      try {
-        customer = body ? (JSON.parse(body) as { customer?: unknown }).customer : undefined;
-      } catch (err) {
-        return { status: 400, body: { error: (err as Error).message } };
+      let customer: string | undefined;
+      if (body.trim()) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(body);
+        } catch (err) {
+          return { status: 400, body: { error: (err as Error).message } };
+        }
+        // A body that names no customer must not clear everything by mistake.
+        const c = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>).customer : undefined;
+        if (typeof c !== 'string' || Object.keys(parsed as object).length !== 1) return { status: 400, body: { error: 'the body, if any, must be {"customer": "<id>"}' } };
+        customer = c;
       }
-      if (customer !== undefined && typeof customer !== 'string') return { status: 400, body: { error: 'customer must be a string' } };
       faults.clear(customer);
       return { status: 200, body: { faults: faults.list() } };
     }

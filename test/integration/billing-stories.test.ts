@@ -132,13 +132,17 @@ function assertOnePerHour(customer: string) {
 }
 
 /**
- * The remittance hour a story's usage was billed in, asserted to be `hour` or later: when a
- * loaded machine runs the sweep late, the next close takes the usage of an hour it skipped (by
- * design, docs/design.md), so the record can be a later hour's. Never an earlier one.
+ * The remittance hour a story's usage was billed in: `hour`, or a later one only if no close of
+ * `hour` ever ran (a loaded machine ran the sweep late, and the next close took the usage of the
+ * hour it skipped, by design: docs/design.md). Never an earlier one.
  */
-function billedHour(item: Item, hour: number): number {
+async function billedHour(item: Item, hour: number): Promise<number> {
   const at = Date.parse(item.remittanceHour);
   assert.ok(at >= hour, `billed in ${item.remittanceHour}, before ${iso(hour)}`);
+  if (at > hour) {
+    const closed = await stack.database.pool.query('SELECT 1 FROM hour_closes WHERE hour = $1', [new Date(hour)]);
+    assert.equal(closed.rowCount, 0, `billed in ${item.remittanceHour}, although ${iso(hour)} was closed`);
+  }
   return at;
 }
 
@@ -173,7 +177,7 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     assert.equal(r!.quantity, 2);
     assert.equal(r!.dimension, 'four_vcpu_hour');
     assert.equal(Number(r!.claim), 8, 'claim = bill / bf, in Cores');
-    const billedAt = billedHour(r!, hour);
+    const billedAt = await billedHour(r!, hour);
     const [part] = r!.accumulationPeriods;
     assert.equal(Number(part.coverage), 2);
     assert.equal(Number(part.mtd), 13.5);
@@ -202,7 +206,7 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
     assert.equal(r!.quantity, 6, 'ceil(23 x 0.25)');
     const records = recordsOf(s.customer);
-    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[6, billedHour(r!, hour)]]);
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[6, await billedHour(r!, hour)]]);
   });
 
   it('missing contract: WaitingForContract with a reason and nothing sent, then billed (with coverage) once a contract arrives', async () => {
@@ -236,7 +240,7 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     assert.equal(billed!.status, 'Succeeded', `${billed!.status}: ${billed!.reason}`);
     assert.equal(billed!.quantity, 3, 'ceil(16 x 0.25 - 1)');
     const records = recordsOf(s.customer);
-    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[3, billedHour(billed!, contractHour)]], 'nothing lost, nothing twice');
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[3, await billedHour(billed!, contractHour)]], 'nothing lost, nothing twice');
     const again = (await remittancesOf(s.orgId)).find((i) => i.id === waiting!.id)!;
     assert.equal(again.rebilledBy?.remittanceId, billed!.id, 'the waiting hour points at the record that billed it');
   });
@@ -259,7 +263,7 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
     assert.equal(r2!.status, 'Succeeded', `${r2!.status}: ${r2!.reason}`);
     assert.equal(r2!.quantity, 4, 'ceil(3 + 2.5 + 1) - 3 already billed');
     assertOnePerHour(s.customer);
-    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[3, billedHour(r1!, first)], [4, billedHour(r2!, later)]]);
+    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[3, await billedHour(r1!, first)], [4, await billedHour(r2!, later)]]);
   });
 
   it('gratis: a gratis metric whose contracts all start after the 1st 00:00 UTC is recorded Gratis and never sent', async () => {
@@ -327,7 +331,7 @@ describe('billing stories on the real stack', { concurrency: true }, () => {
       [[previous, 3], [current, 2]],
     );
     const records = recordsOf(s.customer);
-    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[5, billedHour(r!, hour)]], 'one record, current timestamp');
+    assert.deepEqual(records.map((x) => [x.quantity, x.timestampMs]), [[5, await billedHour(r!, hour)]], 'one record, current timestamp');
   });
 });
 
@@ -347,7 +351,7 @@ describe('issue 9 money defects on the real stack', { concurrency: true }, () =>
     assert.equal(r!.status, 'Succeeded', `${r!.status}: ${r!.reason}`);
     assert.equal(r!.quantity, 5);
     assert.deepEqual(r!.accumulationPeriods.map((p: Item) => [p.period, p.bill]), [[old, 3], [current, 2]]);
-    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[5, billedHour(r!, hour)]], 'one record, current timestamp');
+    assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[5, await billedHour(r!, hour)]], 'one record, current timestamp');
 
     // Older than the maximum age (92 days by default): 400 naming the limit, nothing of the batch stored, counted.
     const refused = story();
@@ -386,7 +390,7 @@ describe('issue 9 money defects on the real stack', { concurrency: true }, () =>
       assert.equal(r2!.status, 'Succeeded', `${r2!.status}: ${r2!.reason}`);
       // billing.md: ceil((48 - 40) x 0.5) = 4. Counting the old bill (10) instead: 24 - 10 = 14.
       assert.equal(r2!.quantity, 4);
-      assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[10, billedHour(r1!, first)], [4, billedHour(r2!, later)]]);
+      assert.deepEqual(recordsOf(s.customer).map((x) => [x.quantity, x.timestampMs]), [[10, await billedHour(r1!, first)], [4, await billedHour(r2!, later)]]);
     } finally {
       entry.billingFactor = '0.25';
     }

@@ -382,20 +382,24 @@ describe('usage pull on the real stack', () => {
     // Down until the retries have been seen (not for a fixed time: a pull that starts late on a
     // loaded machine found a 2-s outage already over).
     await prom.down();
-    const handle = await startPull({ since: iso(H - 2 * HOUR_MS) });
+    let handle: Awaited<ReturnType<typeof startPull>>;
+    try {
+      handle = await startPull({ since: iso(H - 2 * HOUR_MS) });
 
-    // While the source is down: a pending activity with its attempt count and last error (what the Web UI shows).
-    const pending = await eventually(async () => {
-      const d = await handle.describe();
-      const a = d.raw.pendingActivities?.[0];
-      return a && (a.attempt ?? 0) >= 2 && a.lastFailure?.message ? a : undefined;
-    }, 30_000, 'the pull to be retrying');
-    assert.equal(pending.activityType?.name, 'pullUsageHour');
-    assert.match(pending.lastFailure!.message!, /Prometheus at http:\/\/127\.0\.0\.1:\d+ could not be read/);
-    const retrying = await pulls(H - HOUR_MS, H - HOUR_MS);
-    assert.equal(retrying[0]?.status, 'pulling');
-    assert.match(retrying[0]?.lastError ?? '', /ECONNREFUSED/);
-    await prom.up();
+      // While the source is down: a pending activity with its attempt count and last error (what the Web UI shows).
+      const pending = await eventually(async () => {
+        const d = await handle.describe();
+        const a = d.raw.pendingActivities?.[0];
+        return a && (a.attempt ?? 0) >= 2 && a.lastFailure?.message ? a : undefined;
+      }, 30_000, 'the pull to be retrying');
+      assert.equal(pending.activityType?.name, 'pullUsageHour');
+      assert.match(pending.lastFailure!.message!, /Prometheus at http:\/\/127\.0\.0\.1:\d+ could not be read/);
+      const retrying = await pulls(H - HOUR_MS, H - HOUR_MS);
+      assert.equal(retrying[0]?.status, 'pulling');
+      assert.match(retrying[0]?.lastError ?? '', /ECONNREFUSED/);
+    } finally {
+      await prom.up(); // also when a step above failed: the stories after this one read it
+    }
 
     const result: UsagePullResult = await handle.result();
     assert.equal(result.target, iso(H - HOUR_MS));
