@@ -49,6 +49,8 @@ export interface RecordWorkflowInput {
   deadlineMs: number;
   /** Length of an hour, ms: bounds the backoff between attempts. */
   hourLengthMs: number;
+  /** How long one send attempt may take before it is cut and tried again; default 10 minutes. */
+  attemptTimeoutMs?: number;
   /** Without a record: what the hour's usage is (Failed, WaitingForContract) and why. */
   status?: RemittanceStatus;
   errorCode?: string | null;
@@ -66,7 +68,7 @@ function dbActivities(hourMs: number) {
 }
 
 export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Promise<RemittanceView> {
-  const { recordId, deadlineMs, hourLengthMs } = input;
+  const { recordId, deadlineMs, hourLengthMs, attemptTimeoutMs = 10 * 60_000 } = input;
   const view: RemittanceView = { status: 'Pending', recordId, deadline: new Date(deadlineMs).toISOString() };
   const requests: OperatorRequest[] = [];
   setHandler(stateQuery, () => view);
@@ -142,9 +144,13 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
    * marketplace's retry-after. An attempt that crashes (a database error, a dropped connection)
    * or hangs past its start-to-close timeout is tried again after the same backoff.
    *
-   * This loop is the only retry: each attempt is scheduled once, with what is left until the
-   * deadline as its schedule-to-close timeout, so the deadline is checked before every attempt.
-   * The SDK's own in-worker retries of a local activity broke that bound: a schedule-to-close
+   * This loop is the only retry, and the deadline bounds when an attempt may begin, not how long
+   * it may take: each attempt is scheduled once (no SDK retries) and only while the deadline is
+   * ahead; the marketplace gateway refuses to dispatch a call within its margin of the window's
+   * end; a call dispatched before it runs to its answer (bounded by the attempt's timeout), so a
+   * send in flight as the window closes ends Succeeded or Expired, not in doubt. Cut at the
+   * deadline, such a call was left unconfirmed (Unconfirmed, for an operator to check).
+   * The SDK's own in-worker retries of a local activity also broke the bound: a schedule-to-close
    * timeout that fired between two of them was dropped, and each later attempt got a fresh
    * window (its start-to-close is clamped to the whole schedule-to-close) until the backoff
    * outgrew the 1-minute local retry threshold. Seen: a 6-s deadline overrun by 80 s.
@@ -162,8 +168,7 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
       if (remaining <= 0) return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
       const attempt = proxyLocalActivities<RemittanceActivities>({
         // Waiting in the batcher and for the marketplace's rate limit is part of an attempt.
-        startToCloseTimeout: '10 minutes',
-        scheduleToCloseTimeout: remaining,
+        startToCloseTimeout: attemptTimeoutMs,
         retry: { maximumAttempts: 1 },
       });
       let r: SendResult;
@@ -175,6 +180,7 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         // marker as thrown, without an ActivityFailure around it), and so does a timeout when the
         // history is replayed; a timeout comes wrapped only live. Both shapes are handled alike.
         const failure = err instanceof ActivityFailure ? err.cause : err;
+        // Histories written before attempts ran past the deadline: it cut them with this timeout.
         if (failure instanceof TimeoutFailure && failure.timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
           return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
         }
@@ -184,8 +190,8 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         // Anything but the attempt's own failure (an activity the worker does not register, a
         // bug in this code) fails the workflow task, which Temporal retries once it is fixed.
         if (!(failure instanceof ApplicationFailure || failure instanceof TimeoutFailure)) throw err;
-        // Crashed or cut by its start-to-close timeout: nothing the marketplace answered, so the
-        // shown status stays as it was; the worker's log has the error.
+        // Crashed or cut by its timeout: nothing the marketplace answered, so the shown status
+        // stays as it was; the worker's log has the error. Past the deadline, the loop expires it.
         log.warn('send attempt crashed; trying again', { recordId: id, error: failure.message });
         const wait = nextWait();
         if (wait > 0) await sleep(wait);

@@ -139,10 +139,10 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
     });
   });
 
-  it('a send that crashes is retried, and one that hangs is cut at the deadline: no attempt after it, markExpired, Expired', async () => {
+  it('a send that crashes is retried, and one that hangs is cut by its attempt timeout, then expired: no attempt after the deadline, markExpired, Expired', async () => {
     // The crashed attempts' backoffs are workflow timers (skipped); the hang runs in the worker
-    // and is cut by the local activity's schedule-to-close timeout, in real time: a deadline a
-    // few seconds out keeps this short.
+    // until its attempt timeout (4 s here, 10 minutes by default), in real time. The deadline
+    // bounds when an attempt may begin, not how long a dispatched one may take.
     const s = script({
       sendRecord: async (_: unknown, n: number) => {
         if (n < 3) throw new Error('connection refused');
@@ -152,7 +152,7 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
       markExpired: () => expired(0),
     });
     await withTaskQueue(async (tq) => {
-      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 6000 });
+      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 6000, attemptTimeoutMs: 4000 });
       const result = await handle.result();
       const sends = s.callsOf('sendRecord');
       // Three under normal load; a workflow task that times out on a starved machine re-runs its
@@ -166,10 +166,30 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
         [['markExpired', { recordId: RECORD, reason: 'Retried until the acceptance deadline passed.' }]],
       );
       assert.equal(s.calls.at(-1)!.activity, 'markExpired');
-      assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'the hanging attempt was cut at the deadline, not before');
+      assert.ok(s.callsOf('markExpired')[0]!.atMs >= input.deadlineMs, 'expired once the deadline had passed, not before');
       assert.equal(result.status, 'Expired');
       assert.deepEqual(await shownAttributes(handle), { status: 'Expired', errorCode: 'marketplace_window_expired' });
-      // Replayed, the timeout comes back from its marker unwrapped: the same markExpired.
+      // Replayed, the timeout comes back from its marker unwrapped: the same decisions.
+      await replays(handle);
+    });
+  });
+
+  it('a send dispatched before the deadline runs to its answer after it: Succeeded, nothing left in doubt', async () => {
+    // Cut at the deadline, this call would have been left unconfirmed (Unconfirmed, for an
+    // operator to check) although the marketplace accepted it.
+    const s = script({
+      sendRecord: async (_: unknown, n: number) => {
+        await new Promise((r) => setTimeout(r, 2500)); // the answer comes after the deadline
+        return succeeded(n);
+      },
+    });
+    await withTaskQueue(async (tq) => {
+      const { handle, input } = await startRecord(tq, { deadlineMs: (await env.currentTimeMs()) + 1000 });
+      const result = await handle.result();
+      assert.deepEqual(s.calls.map((c) => c.activity), ['sendRecord'], 'no markExpired');
+      assert.ok(s.calls[0]!.atMs < input.deadlineMs, 'dispatched before the deadline');
+      assert.equal(result.status, 'Succeeded');
+      assert.equal(result.receiptId, 'receipt-1');
       await replays(handle);
     });
   });
