@@ -180,7 +180,8 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         // marker as thrown, without an ActivityFailure around it), and so does a timeout when the
         // history is replayed; a timeout comes wrapped only live. Both shapes are handled alike.
         const failure = err instanceof ActivityFailure ? err.cause : err;
-        // Histories written before attempts ran past the deadline: it cut them with this timeout.
+        // Only in histories of the versions that cut attempts at the deadline (a
+        // schedule-to-close timeout): they replay as they ran.
         if (failure instanceof TimeoutFailure && failure.timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
           return db.markExpired({ recordId: id, reason: 'Retried until the acceptance deadline passed.' });
         }
