@@ -1,4 +1,5 @@
-// What the failure stories on the real stack share (test/integration/resilience*.test.ts).
+// What the failure and operator stories on the real stack share (test/integration/resilience*.test.ts,
+// operator-actions.test.ts).
 
 import assert from 'node:assert/strict';
 import type { TestStack } from '../../scripts/lib/stack-harness';
@@ -38,7 +39,9 @@ export async function fault(stack: TestStack, spec: unknown) {
   assert.equal(r.status, 200, await r.text());
 }
 
-/** AWS answers again: every queued fault is dropped. */
-export async function clearFaults(stack: TestStack) {
-  assert.equal((await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'DELETE' })).status, 200, 'AWS answers again');
+/** AWS answers again: every queued fault is dropped, or only this customer's (other stories' stay). */
+export async function clearFaults(stack: TestStack, customer?: string) {
+  const body = customer === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ customer }) };
+  const r = await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'DELETE', ...body });
+  assert.equal(r.status, 200, `AWS answers again: ${await r.text()}`);
 }

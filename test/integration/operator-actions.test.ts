@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { eventually, pastPreviousClose, startTestStack, type TestStack } from '../../scripts/lib/stack-harness';
+import { clearFaults, fault, newAccount, settled } from '../helpers/resilience';
 
 // 4-second hours, closed 1 s after their end; a 4-hour window (16 s): a failed record waits
 // that long for an operator, and an outage of 18 s outlasts a record's window.
@@ -25,7 +26,6 @@ before(async () => {
 });
 after(async () => stack?.stop());
 
-const newAccount = () => String(100000000000 + Math.floor(Math.random() * 899999999999));
 const newOrg = () => `org-${randomUUID().slice(0, 8)}`;
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -44,8 +44,6 @@ async function remittances(orgId: string): Promise<any[]> {
   return r.body.items;
 }
 
-const settled = (items: any[]) => items.length > 0 && items.every((i) => !['Pending', 'Sending'].includes(i.status));
-
 /** The AWS records of a customer, as [hour, quantity], oldest first. */
 const awsRecords = (account: string) =>
   stack.aws
@@ -57,17 +55,6 @@ const awsRecords = (account: string) =>
 /** Wait until the close of an hour at or after `hourMs` has finished: what it had to bill is made. */
 async function closedThrough(hourMs: number) {
   await eventually(async () => (await stack.database.pool.query('SELECT 1 FROM hour_closes WHERE hour >= $1 AND finished_at IS NOT NULL', [new Date(hourMs)])).rowCount, 60_000, `the close of ${iso(hourMs)}`);
-}
-
-async function fault(spec: unknown) {
-  const r = await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
-  assert.equal(r.status, 200, await r.text());
-}
-
-/** AWS answers this customer again; other stories' faults stay. */
-async function clearFaults(customer: string) {
-  const r = await fetch(`${stack.aws.url}/_emulator/faults`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ customer }) });
-  assert.equal(r.status, 200, await r.text());
 }
 
 const operation = (orgId: string, hourMs: number, extra: Record<string, unknown> = {}) => ({ productTag: PRODUCT, start: iso(hourMs), end: iso(hourMs + HOUR_MS), orgIds: [orgId], ...extra });
@@ -146,7 +133,7 @@ describe('operator actions on one stack', { concurrency: true }, () => {
     it('the recalculate signal re-bills a failed hour in its own hour from the corrected usage', async () => {
       const orgId = newOrg();
       const acct = newAccount();
-      await fault({ kind: 'not-subscribed', count: 1, match: { customer: acct } });
+      await fault(stack, { kind: 'not-subscribed', count: 1, match: { customer: acct } });
       const H = await pastPreviousClose(stack, 1000);
       await post(orgId, acct, 4, H);
       const [failed] = await eventually(async () => {
@@ -178,7 +165,7 @@ describe('operator actions on one stack', { concurrency: true }, () => {
       // starved machine the sweep can close H late, folding its usage into a later hour's record
       // whose window outlasted any fixed fault. Per record, not per call: a call-level fault would
       // fail the other stories' records in the same calls (the batcher groups by product).
-      await fault({ kind: 'unprocessed', durationMs: 300_000, match: { customer: acct } });
+      await fault(stack, { kind: 'unprocessed', durationMs: 300_000, match: { customer: acct } });
       await post(orgId, acct, 7, H);
       const expired = await eventually(async () => {
         const all = await remittances(orgId);
@@ -190,7 +177,7 @@ describe('operator actions on one stack', { concurrency: true }, () => {
       assert.ok(expiredHour >= H, `the expired record is for hour ${iso(H)} or later, not ${expired.remittanceHour}`);
       const handle = stack.client.workflow.getHandle(expired.workflowId);
       await eventually(async () => (await handle.describe()).status.name === 'COMPLETED', 20_000, 'the workflow to finish');
-      await clearFaults(acct);
+      await clearFaults(stack, acct);
 
       const body = operation(orgId, expiredHour, { status: ['Expired'] });
       const preview = await stack.request('POST', '/v1/remittances/retry', { ...body, dryRun: true });
