@@ -79,6 +79,8 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
 
   // The sweep started the workflow with RemittanceStatus=Pending; upsert only what changes.
   let shown: { status: RemittanceStatus; errorCode: string | null } = { status: 'Pending', errorCode: null };
+  /** The Web UI's current details: the status shown, then why. */
+  const explain = (details: string) => setCurrentDetails(`**${view.status}**${view.errorCode ? ` \`${view.errorCode}\`` : ''}\n\n${details}`);
   const show = (status: RemittanceStatus, details: string, errorCode?: string | null) => {
     view.status = status;
     view.errorCode = errorCode ?? undefined;
@@ -89,7 +91,7 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
       ]);
       shown = { status, errorCode: errorCode ?? null };
     }
-    setCurrentDetails(`**${status}**${errorCode ? ` \`${errorCode}\`` : ''}\n\n${details}`);
+    explain(details);
   };
 
   if (!recordId) {
@@ -191,10 +193,12 @@ export async function marketplaceRecordWorkflow(input: RecordWorkflowInput): Pro
         // Anything but the attempt's own failure (an activity the worker does not register, a
         // bug in this code) fails the workflow task, which Temporal retries once it is fixed.
         if (!(failure instanceof ApplicationFailure || failure instanceof TimeoutFailure)) throw err;
-        // Crashed or cut by its timeout: nothing the marketplace answered, so the shown status
-        // stays as it was; the worker's log has the error. Past the deadline, the loop expires it.
+        // Crashed or cut by its timeout: nothing the marketplace answered, so the status shown
+        // stays as it was, and the details say why nothing changes. Past the deadline, the loop
+        // expires it.
         log.warn('send attempt crashed; trying again', { recordId: id, error: failure.message });
         const wait = nextWait();
+        explain(`A send attempt failed before the marketplace answered: ${failure.message}\n\nTrying again in ${Math.round(wait / 1000)} s; deadline ${view.deadline}.`);
         if (wait > 0) await sleep(wait);
         continue;
       }

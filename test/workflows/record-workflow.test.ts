@@ -174,6 +174,25 @@ describe('marketplaceRecordWorkflow on the time-skipping server', () => {
     });
   });
 
+  it('a crashed attempt says why in the current details while the workflow backs off, then the retry is accepted', async () => {
+    const s = script({
+      sendRecord: (_: unknown, n: number) => {
+        if (n === 1) throw new Error('database connection lost');
+        return succeeded(n);
+      },
+    });
+    await withTaskQueue(async (tq) => {
+      // A backoff long enough to look at: 1 s, in real time until result() lets the server skip it.
+      const { handle } = await startRecord(tq);
+      const metadata: any = await until(() => handle.query('__temporal_workflow_metadata'), (m: any) => /database connection lost/.test(String(m.currentDetails)), 'the crash in the current details');
+      assert.match(String(metadata.currentDetails), /^\*\*Pending\*\*/, 'the status shown is unchanged');
+      assert.match(String(metadata.currentDetails), /failed before the marketplace answered: database connection lost[\s\S]*Trying again in 1 s/);
+      const result = await handle.result();
+      assert.equal(result.status, 'Succeeded');
+      assert.equal(s.callsOf('sendRecord').length, 2);
+    });
+  });
+
   it('a send dispatched before the deadline runs to its answer after it: Succeeded, nothing left in doubt', async () => {
     // Cut at the deadline, this call would have been left unconfirmed (Unconfirmed, for an
     // operator to check) although the marketplace accepted it.
